@@ -1,0 +1,54 @@
+//! Link wiring for libtorch, called from the build script of every package that links it.
+//!
+//! cargo applies `rustc-link-arg` only to the targets of the package whose build script emits
+//! it, so `tch` cannot do this for us: each such package has a `build.rs` that calls [`emit`]
+//! (`flagcore` includes this file by path; others take `flagcore` as a build-dependency).
+//! It bakes libtorch's `lib/` into the binaries' run path, so they start with no
+//! `LD_LIBRARY_PATH`, and keeps `libtorch_cuda.so` in their `NEEDED` list: the linker's
+//! `--as-needed` would drop it (no symbol of ours refers to it), and without it loaded libtorch
+//! silently reports no CUDA on a GPU machine.
+
+use std::path::{Path, PathBuf};
+
+/// libtorch's library folder as torch-sys finds it: `LIBTORCH_LIB` or `LIBTORCH`, plus `lib/`.
+pub fn lib_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("LIBTORCH_LIB").or_else(|| std::env::var_os("LIBTORCH"))?;
+    let lib = PathBuf::from(base).join("lib");
+    // Resolve `.libtorch` links so binaries keep working if the checkout moves.
+    Some(lib.canonicalize().unwrap_or(lib))
+}
+
+/// The release of the libtorch at `root` (the folder holding `lib/`): `build-version` in
+/// libtorch zips, `version.py` in PyPI wheels. `xtask` includes this file to share it.
+pub fn version(root: &Path) -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string(root.join("build-version")) {
+        return Some(text.trim().to_string());
+    }
+    let text = std::fs::read_to_string(root.join("version.py")).ok()?;
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("__version__")?.trim_start();
+        let value = value.strip_prefix('=')?.trim();
+        Some(value.trim_matches(|c| c == '\'' || c == '"').to_string())
+    })
+}
+
+/// Prints the cargo directives; call it from `build.rs`.
+pub fn emit() {
+    for var in ["LIBTORCH", "LIBTORCH_LIB"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let Some(lib) = lib_dir() else {
+        println!(
+            "cargo:warning=LIBTORCH is not set: run `cargo xtask setup` once in this checkout"
+        );
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+    println!("cargo:rustc-env=FLAGCORE_LIBTORCH_LIB={}", lib.display());
+    if let Some(v) = lib.parent().and_then(version) {
+        println!("cargo:rustc-env=FLAGCORE_LIBTORCH_VERSION={v}");
+    }
+}
