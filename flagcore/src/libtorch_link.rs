@@ -10,6 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// The libtorch release tch 0.24.0 is built against.
+pub const TORCH_VERSION: &str = "2.11.0";
+
 /// libtorch's library folder as torch-sys finds it: `LIBTORCH_LIB` or `LIBTORCH`, plus `lib/`.
 pub fn lib_dir() -> Option<PathBuf> {
     let base = std::env::var_os("LIBTORCH_LIB").or_else(|| std::env::var_os("LIBTORCH"))?;
@@ -34,7 +37,7 @@ pub fn version(root: &Path) -> Option<String> {
 
 /// Prints the cargo directives; call it from `build.rs`.
 pub fn emit() {
-    for var in ["LIBTORCH", "LIBTORCH_LIB"] {
+    for var in ["LIBTORCH", "LIBTORCH_LIB", "LIBTORCH_BYPASS_VERSION_CHECK"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     let Some(lib) = lib_dir() else {
@@ -49,6 +52,16 @@ pub fn emit() {
     }
     println!("cargo:rustc-env=FLAGCORE_LIBTORCH_LIB={}", lib.display());
     if let Some(v) = lib.parent().and_then(version) {
+        let bypass = std::env::var_os("LIBTORCH_BYPASS_VERSION_CHECK").is_some();
+        if v.split('+').next() != Some(TORCH_VERSION) && !bypass {
+            // torch-sys checks only libtorch zips (`build-version`); this catches wheels too.
+            eprintln!(
+                "error: {} is libtorch {v}, but tch 0.24.0 needs libtorch {TORCH_VERSION}: point \
+                 LIBTORCH at libtorch {TORCH_VERSION}, or unset it and run `cargo xtask setup`",
+                lib.display()
+            );
+            std::process::exit(1);
+        }
         println!("cargo:rustc-env=FLAGCORE_LIBTORCH_VERSION={v}");
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const TORCH_VERSION: &str = "2.11.0";
+use crate::libtorch_link::TORCH_VERSION;
 const READY_MARKER: &str = "READY";
 
 #[derive(Debug)]

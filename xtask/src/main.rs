@@ -30,7 +30,17 @@ environment:
   FLAGOPEN_CACHE    cache folder (default: $XDG_CACHE_HOME/flagopen or ~/.cache/flagopen)
   PYTHON            interpreter used to install libtorch (default: python3)";
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
     match args.first().map(String::as_str) {

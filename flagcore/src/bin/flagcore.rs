@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use flagcore::config::ConfigLoader;
-use flagcore::manifest::{canonical_json, HostInfo};
+use flagcore::manifest::{config_sha256, HostInfo};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -74,11 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let resolved = loader.resolve()?;
             println!("{}", serde_json::to_string_pretty(resolved.value())?);
             if hash {
-                let canonical = canonical_json(resolved.value());
-                println!(
-                    "sha256 {}",
-                    flagcore::fsutil::sha256_bytes(canonical.as_bytes())
-                );
+                println!("sha256 {}", config_sha256(resolved.value())?);
             }
         }
     }

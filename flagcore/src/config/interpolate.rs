@@ -124,9 +124,11 @@ fn lookup(root: &Value, reference: &str, path: &str, depth: usize) -> Result<Val
         let text = match (std::env::var(name), default) {
             (Ok(v), _) => v,
             (Err(_), Some(d)) => d.to_string(),
-            (Err(_), None) => return Err(fail(format!(
+            (Err(_), None) => {
+                return Err(fail(format!(
                 "environment variable {name} is not set (give a default: ${{env:{name},default}})"
-            ))),
+            )))
+            }
         };
         return Ok(typed_scalar(text));
     }
