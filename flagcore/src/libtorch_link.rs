@@ -1,8 +1,10 @@
 //! Link wiring for libtorch, called from the build script of every package that links it.
 //!
 //! cargo applies `rustc-link-arg` only to the targets of the package whose build script emits
-//! it, so `tch` cannot do this for us: each such package has a `build.rs` that calls [`emit`]
-//! (`flagcore` includes this file by path; others take `flagcore` as a build-dependency).
+//! it, so `tch` cannot do this for us: every package that depends on `flagcore` or `tch` has a
+//! `build.rs` that includes this file by path and calls [`emit`] when it links libtorch — when
+//! it uses `tch` itself, or when `DEP_FLAGCORE_TORCH` says feature unification turned
+//! `flagcore/torch` on (then libtorch is linked into its binaries too).
 //! It bakes libtorch's `lib/` into the binaries' run path, so they start with no
 //! `LD_LIBRARY_PATH`, and keeps `libtorch_cuda.so` in their `NEEDED` list: the linker's
 //! `--as-needed` would drop it (no symbol of ours refers to it), and without it loaded libtorch
@@ -33,6 +35,15 @@ pub fn version(root: &Path) -> Option<String> {
         let value = value.strip_prefix('=')?.trim();
         Some(value.trim_matches(|c| c == '\'' || c == '"').to_string())
     })
+}
+
+/// For crates that depend on `flagcore` without using `tch`: wires libtorch only when the
+/// build links it anyway (`flagcore/torch` on through feature unification).
+pub fn emit_if_flagcore_torch() {
+    println!("cargo:rerun-if-env-changed=DEP_FLAGCORE_TORCH");
+    if std::env::var_os("DEP_FLAGCORE_TORCH").is_some() {
+        emit();
+    }
 }
 
 /// Prints the cargo directives; call it from `build.rs`.

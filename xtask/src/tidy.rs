@@ -126,7 +126,9 @@ fn members_take_versions_and_lints_from_the_workspace() {
 }
 
 /// Binaries that link libtorch need its rpath and `libtorch_cuda.so` kept (`--no-as-needed`);
-/// cargo only applies link args from a package's own build script, so each such package needs one.
+/// cargo only applies link args from a package's own build script, so each package that may
+/// link libtorch needs one: users of `tch`, and users of `flagcore` (feature unification can
+/// turn `flagcore/torch` on for them).
 #[test]
 fn crates_linking_libtorch_wire_it_in_their_build_script() {
     let mut problems = Vec::new();
@@ -134,14 +136,14 @@ fn crates_linking_libtorch_wire_it_in_their_build_script() {
         let text = std::fs::read_to_string(&manifest).unwrap();
         let links_torch = text.lines().any(|l| {
             let l = l.trim_start();
-            l.starts_with("tch") || (l.starts_with("flagcore") && l.contains("\"torch\""))
+            l.starts_with("tch") || l.starts_with("flagcore")
         });
         if !links_torch {
             continue;
         }
         let build = manifest.with_file_name("build.rs");
         let wired = std::fs::read_to_string(&build)
-            .map(|t| t.contains("libtorch_link::emit"))
+            .map(|t| t.contains("libtorch_link::emit") && t.contains("libtorch_link.rs"))
             .unwrap_or(false);
         if !wired {
             problems.push(format!(
