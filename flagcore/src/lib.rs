@@ -8,6 +8,7 @@
 //! - [`telemetry`]: tracing, progress bars and JSON-lines metrics for binaries.
 //! - [`Error`] / [`Result`]: this library's one error type.
 
+pub mod cache;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;

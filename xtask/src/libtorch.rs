@@ -61,18 +61,9 @@ fn user_libtorch(ws_root: &Path) -> Option<PathBuf> {
     (value != ws_root.join(".libtorch")).then_some(value)
 }
 
-/// `$FLAGOPEN_CACHE`, else `$XDG_CACHE_HOME/flagopen`, else `~/.cache/flagopen`.
 pub fn cache_root() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("FLAGOPEN_CACHE").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(dir).join("flagopen"));
-    }
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
-        "neither FLAGOPEN_CACHE, XDG_CACHE_HOME nor HOME is set: no place for the cache",
-    )?;
-    Ok(PathBuf::from(home).join(".cache").join("flagopen"))
+    crate::cache::cache_root()
+        .context("neither FLAGOPEN_CACHE, XDG_CACHE_HOME nor HOME is set: no place for the cache")
 }
 
 fn pinned_dir() -> anyhow::Result<PathBuf> {

@@ -3,8 +3,13 @@
 //! Commands: `setup` installs and wires the pinned libtorch, `test` runs everything CI runs.
 //! Every command other than `setup` runs setup first when libtorch is missing.
 
+mod assets;
+#[allow(dead_code)]
+#[path = "../../flagcore/src/cache.rs"]
+mod cache;
 mod cmd;
 mod libtorch;
+mod pycheck;
 // Shared with flagcore's build scripts (by path: xtask must build before anything links
 // libtorch); xtask uses only its version reader.
 #[allow(dead_code)]
@@ -22,7 +27,9 @@ usage: cargo xtask <command>
 commands:
   setup [--force]   install libtorch 2.11.0 (from PyPI's torch==2.11.0) into the per-user cache
                     and point this checkout at it; --force reinstalls
-  test              setup if needed, then cargo fmt --check, clippy -D warnings, cargo test
+  assets            fetch the pinned public data (../shared/ASSETS.md) into the cache, verified
+  test              setup and assets if needed, then cargo fmt --check, clippy -D warnings,
+                    cargo test
   help              this text
 
 environment:
@@ -53,6 +60,12 @@ fn run() -> anyhow::Result<()> {
             let lt = libtorch::setup(&root, force)?;
             println!("libtorch {} ready at {}", lt.version, lt.root.display());
             Ok(())
+        }
+        Some("assets") => {
+            if args.len() > 1 {
+                anyhow::bail!("assets: unexpected argument(s) {:?}\n\n{USAGE}", &args[1..]);
+            }
+            assets::fetch_all()
         }
         Some("test") => {
             if args.len() > 1 {

@@ -4,7 +4,10 @@ use crate::{cmd, libtorch};
 use std::path::Path;
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
-    libtorch::ensure(root)?;
+    let lt = libtorch::ensure(root)?;
+    // Tests on real corpora and vocabularies run only where these are cached.
+    crate::assets::fetch_all()?;
+    let pycheck = crate::pycheck::ensure(&lt.root)?;
     cmd::run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
     let clippy = [
         "clippy",
@@ -16,6 +19,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         "warnings",
     ];
     cmd::run(root, "cargo", &clippy)?;
+    // FLAGDATA_PYCHECK switches on the cross-checks against megatron-core.
+    if let Some(path) = pycheck {
+        std::env::set_var("FLAGDATA_PYCHECK", path);
+    }
     cmd::run(root, "cargo", &["test", "--workspace", "--all-features"])?;
     eprintln!("xtask test: fmt, clippy and tests passed");
     Ok(())

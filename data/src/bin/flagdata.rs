@@ -49,6 +49,9 @@ enum Command {
         bands: usize,
         #[arg(long, default_value_t = 8)]
         rows: usize,
+        /// Join band collisions only above this estimated Jaccard similarity.
+        #[arg(long)]
+        min_similarity: Option<f64>,
         /// Skip exact (hash) deduplication.
         #[arg(long)]
         no_exact: bool,
@@ -83,6 +86,16 @@ enum Command {
         /// Do not append an end-of-document token.
         #[arg(long)]
         no_eod: bool,
+    },
+    /// Convert a llama.cpp GGUF vocabulary (tokens + merges or scores) into a tokenizer.json.
+    ConvertVocab {
+        gguf: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Pre-tokenizer to use instead of the file's `tokenizer.ggml.pre` (e.g. `hf-gpt2`
+        /// for Hugging Face's GPT2Tokenizer, which Aquila's original tokenizer is).
+        #[arg(long)]
+        pre: Option<String>,
     },
     /// Summarise a Megatron indexed dataset (PREFIX, PREFIX.idx or PREFIX.bin).
     Inspect {
@@ -162,6 +175,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             n_grams,
             bands,
             rows,
+            min_similarity,
             no_exact,
             text_fields,
         } => {
@@ -193,6 +207,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                         bands,
                         rows,
                         seed: 1,
+                        min_similarity,
                     }),
                 }),
                 strict: false,
@@ -266,6 +281,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                 summary.tokens,
                 summary.dtype,
                 output_prefix.display()
+            );
+        }
+        Command::ConvertVocab { gguf, output, pre } => {
+            let tok = tokenize::from_gguf(&gguf, pre.as_deref())?;
+            let json = tok.to_string(true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            flagcore::fsutil::write_atomic(&output, json.as_bytes())?;
+            let mut manifest =
+                flagcore::Manifest::begin("flagdata convert-vocab", env!("CARGO_PKG_VERSION"));
+            manifest.add_input(&gguf)?;
+            manifest.add_output(&output)?;
+            manifest.finish();
+            manifest.write_beside(&output)?;
+            println!(
+                "{} tokens written to {}",
+                tok.get_vocab_size(true),
+                output.display()
             );
         }
         Command::Inspect {

@@ -21,6 +21,10 @@ pub struct MinHashConfig {
     pub bands: usize,
     pub rows: usize,
     pub seed: u64,
+    /// When set, two documents sharing a band are joined only if the share of equal values
+    /// in their whole signatures (an estimate of their Jaccard similarity) reaches this.
+    /// Lets few rows per band catch low-similarity duplicates without false merges.
+    pub min_similarity: Option<f64>,
 }
 
 impl Default for MinHashConfig {
@@ -30,6 +34,7 @@ impl Default for MinHashConfig {
             bands: 14,
             rows: 8,
             seed: 1,
+            min_similarity: None,
         }
     }
 }

@@ -34,6 +34,9 @@ impl DedupConfig {
             if m.n_grams == 0 || m.bands == 0 || m.rows == 0 {
                 return Err("minhash n_grams, bands and rows must be at least 1".into());
             }
+            if m.min_similarity.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+                return Err("minhash min_similarity must lie between 0 and 1".into());
+            }
         }
         if !self.exact && self.minhash.is_none() {
             return Err("neither exact nor minhash deduplication is on".into());
@@ -63,11 +66,18 @@ impl DedupStats {
 }
 
 /// What pass one keeps per document.
-struct Keys {
-    id: String,
-    exact: u128,
-    bands: Option<Vec<u64>>,
+#[derive(Debug)]
+pub struct Keys {
+    pub id: String,
+    pub exact: u128,
+    pub bands: Option<Vec<u64>>,
+    /// The whole signature, kept only when candidates are verified (`min_similarity`).
+    pub signature: Option<Vec<u64>>,
 }
+
+/// Documents that share a band and are compared; beyond this a bucket's later members are
+/// compared with its first ones only, which bounds the work on huge duplicate clusters.
+const MAX_BUCKET_COMPARISONS: usize = 64;
 
 #[derive(Serialize, Deserialize)]
 struct Marker {
@@ -76,7 +86,7 @@ struct Marker {
 }
 
 /// Clusters `keys` (documents in global order); returns the union-find and exact-dup flags.
-fn cluster(keys: &[Keys], exact: bool) -> (UnionFind, Vec<bool>) {
+pub fn cluster(keys: &[Keys], exact: bool, min_similarity: Option<f64>) -> (UnionFind, Vec<bool>) {
     let n = keys.len();
     let mut uf = UnionFind::new(n);
     let mut exact_dup = vec![false; n];
@@ -99,19 +109,49 @@ fn cluster(keys: &[Keys], exact: bool) -> (UnionFind, Vec<bool>) {
         .find_map(|k| k.bands.as_ref().map(Vec::len))
         .unwrap_or(0);
     for b in 0..bands {
-        let mut first: HashMap<u64, u32> = HashMap::with_capacity(n);
+        let mut buckets: HashMap<u64, Vec<u32>> = HashMap::with_capacity(n);
         for (i, k) in keys.iter().enumerate() {
-            if let Some(bk) = &k.bands {
-                match first.get(&bk[b]) {
-                    Some(&j) => uf.union(j, i as u32),
-                    None => {
-                        first.insert(bk[b], i as u32);
+            let Some(bk) = &k.bands else { continue };
+            let bucket = buckets.entry(bk[b]).or_default();
+            match min_similarity {
+                None => {
+                    if let Some(&j) = bucket.first() {
+                        uf.union(j, i as u32);
                     }
                 }
+                Some(t) => {
+                    for &j in bucket.iter().take(MAX_BUCKET_COMPARISONS) {
+                        let (a, c) = (
+                            keys[j as usize].signature.as_deref(),
+                            k.signature.as_deref(),
+                        );
+                        if let (Some(a), Some(c)) = (a, c) {
+                            if minhash::similarity(a, c) >= t {
+                                uf.union(j, i as u32);
+                            }
+                        }
+                    }
+                }
+            }
+            if bucket.len() < MAX_BUCKET_COMPARISONS {
+                bucket.push(i as u32);
             }
         }
     }
     (uf, exact_dup)
+}
+
+/// Pass one for one document: its exact hash, band keys and (when verifying) signature.
+pub fn document_keys(id: String, text: &str, hasher: Option<&MinHasher>) -> Keys {
+    let signature = hasher.and_then(|h| h.signature(text));
+    let bands = hasher.zip(signature.as_ref()).map(|(h, s)| h.band_keys(s));
+    let keep_signature = hasher.is_some_and(|h| h.config().min_similarity.is_some());
+    Keys {
+        id,
+        exact: xxhash_rust::xxh3::xxh3_128(text.as_bytes()),
+        bands,
+        signature: signature.filter(|_| keep_signature),
+    }
 }
 
 pub fn run(
@@ -143,14 +183,7 @@ pub fn run(
             .map(|shard| {
                 let mut keys = Vec::new();
                 read_docs(&clean.join(format!("{}.jsonl.zst", shard.id)), |doc| {
-                    let bands = hasher
-                        .as_ref()
-                        .and_then(|h| h.signature(&doc.text).map(|s| h.band_keys(&s)));
-                    keys.push(Keys {
-                        id: doc.id,
-                        exact: xxhash_rust::xxh3::xxh3_128(doc.text.as_bytes()),
-                        bands,
-                    });
+                    keys.push(document_keys(doc.id, &doc.text, hasher.as_ref()));
                     Ok(())
                 })?;
                 bar.inc(1);
@@ -164,7 +197,8 @@ pub fn run(
         offsets.push(keys.len());
         keys.extend(r?);
     }
-    let (mut uf, exact_dup) = cluster(&keys, cfg.exact);
+    let min_similarity = cfg.minhash.as_ref().and_then(|m| m.min_similarity);
+    let (mut uf, exact_dup) = cluster(&keys, cfg.exact, min_similarity);
     let roots: Vec<u32> = (0..keys.len() as u32).map(|i| uf.find(i)).collect();
     let mut stats = DedupStats {
         documents_in: keys.len() as u64,

@@ -190,8 +190,17 @@ fn top_duplicate(words: &[&str], n: usize) -> usize {
     counts
         .iter()
         .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
-        .map(|(g, (count, _))| (g.iter().map(|w| char_len(w)).sum::<usize>() + n - 1) * count)
+        .map(|(g, (count, _))| gram_len(g) * count)
         .unwrap_or(0)
+}
+
+/// Characters of an n-gram written out: datatrove joins words with a space; between two CJK
+/// characters (our one-character words) no space is written, so Chinese shares stay shares of
+/// the text's own characters.
+fn gram_len(g: &[&str]) -> usize {
+    let cjk = |w: &str| w.chars().count() == 1 && w.chars().all(super::text::is_cjk);
+    let spaces = g.windows(2).filter(|p| !(cjk(p[0]) && cjk(p[1]))).count();
+    g.iter().map(|w| char_len(w)).sum::<usize>() + spaces
 }
 
 fn all_duplicate(words: &[&str], n: usize) -> usize {
@@ -358,6 +367,7 @@ mod tests {
         assert_eq!(find_duplicates(["a", "bb", "a", "bb", "bb"]), (3, 5));
         assert_eq!(all_duplicate(&["a", "b", "a", "b", "a", "b"], 2), 4);
         assert_eq!(top_duplicate(&["x", "y", "x", "y"], 2), 6);
+        assert_eq!(top_duplicate(&["中", "国", "中", "国"], 2), 4);
         assert_eq!(split_paragraphs("a\n\n\nb\nc"), ["a", "b\nc"]);
         assert_eq!(split_newline_runs("\na\n\nb"), ["", "a", "b"]);
     }

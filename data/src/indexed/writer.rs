@@ -23,11 +23,7 @@ impl IndexedWriter {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".partial-bin-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let tmp = flagcore::fsutil::temp_file_in(&dir)?;
         Ok(Self {
             prefix: prefix.to_path_buf(),
             dtype,

@@ -22,12 +22,11 @@ impl std::fmt::Debug for DocWriter {
 
 impl DocWriter {
     pub fn create(path: &Path) -> Result<Self> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(dir, e))?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = flagcore::fsutil::temp_file_in(dir)?;
         let encoder = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, tmp), 3)
             .map_err(|e| Error::io(path, e))?;
         Ok(DocWriter {

@@ -1,6 +1,10 @@
 //! Tokenizers: train a byte-level BPE, load any `tokenizer.json`, and turn documents into a
 //! Megatron indexed dataset (one sequence per document, an end-of-document token appended).
 
+pub mod convert;
+mod deepseek_llm_regex;
+pub mod gguf;
+
 use crate::indexed::{IndexedWriter, TokenDType};
 use crate::pipeline::output::read_docs;
 use crate::{Error, Result};
@@ -131,6 +135,15 @@ pub fn tokenize_documents(
     };
     writer.finish()?;
     Ok(summary)
+}
+
+/// Converts a GGUF vocabulary into a `tokenizer.json` tokenizer (see [`convert`]).
+pub fn from_gguf(path: &Path, pre: Option<&str>) -> Result<Tokenizer> {
+    let meta = gguf::Metadata::read(path)?;
+    let json = convert::to_tokenizer_json(&meta, pre)?;
+    let text = serde_json::to_string(&json).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    text.parse::<Tokenizer>()
+        .map_err(|e| Error::format(path, "conversion", e.to_string()))
 }
 
 /// The id of a token that must exist (the end-of-document marker, typically).
