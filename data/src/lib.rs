@@ -4,7 +4,8 @@
 //! [`clean`] (normalisation, PII removal), [`filter`] (length, Gopher, C4, FineWeb, language,
 //! decontamination), [`dedup`] (exact and MinHash LSH), [`pipeline`] (YAML-described,
 //! parallel, resumable runs with stats), [`tokenize`] (train, load and apply tokenizers) and
-//! [`indexed`] (Megatron's `.bin`/`.idx` writer and reader).
+//! [`indexed`] (Megatron's `.bin`/`.idx` writer and reader), [`mix`] (weighted blends and
+//! hash splits).
 
 pub mod clean;
 pub mod dedup;
@@ -12,6 +13,7 @@ mod document;
 mod error;
 pub mod filter;
 pub mod indexed;
+pub mod mix;
 pub mod pipeline;
 pub mod read;
 pub mod report;

@@ -97,6 +97,22 @@ enum Command {
         #[arg(long)]
         pre: Option<String>,
     },
+    /// Blend tokenized sources by weight to a token budget, split by document hash.
+    Mix {
+        /// `name=weight:prefix`, e.g. `zh=0.6:shards/zh` (repeat per source).
+        #[arg(long = "source", required = true)]
+        sources: Vec<flagdata::mix::MixSource>,
+        /// Tokens in the blend.
+        #[arg(long)]
+        tokens: u64,
+        #[arg(long)]
+        output_prefix: PathBuf,
+        /// Train/valid/test proportions, e.g. `98,1,1` (writes PREFIX_train/_valid/_test).
+        #[arg(long)]
+        splits: Option<flagdata::mix::Splits>,
+        #[arg(long, default_value_t = 1234)]
+        seed: u64,
+    },
     /// Summarise a Megatron indexed dataset (PREFIX, PREFIX.idx or PREFIX.bin).
     Inspect {
         path: PathBuf,
@@ -281,6 +297,36 @@ fn run(command: Command) -> anyhow::Result<()> {
                 summary.tokens,
                 summary.dtype,
                 output_prefix.display()
+            );
+        }
+        Command::Mix {
+            sources,
+            tokens,
+            output_prefix,
+            splits,
+            seed,
+        } => {
+            let report = flagdata::mix::mix(&sources, tokens, seed, splits, &output_prefix)?;
+            let mut manifest = flagcore::Manifest::begin("flagdata mix", env!("CARGO_PKG_VERSION"))
+                .with_config(&report)?
+                .with_seed(seed);
+            for s in &sources {
+                manifest.add_input(&flagdata::indexed::idx_path(&s.prefix))?;
+                manifest.add_input(&flagdata::indexed::bin_path(&s.prefix))?;
+            }
+            manifest.finish();
+            let report_path = PathBuf::from(format!("{}.mix.json", output_prefix.display()));
+            flagcore::fsutil::write_atomic(&report_path, &serde_json::to_vec_pretty(&report)?)?;
+            manifest.write_beside(&report_path)?;
+            for s in &report.sources {
+                println!(
+                    "{}: {} tokens ({} documents, {:.2} epochs), target {}",
+                    s.name, s.tokens, s.documents, s.epochs, s.target_tokens
+                );
+            }
+            println!(
+                "splits (train/valid/test) documents {:?}, tokens {:?}",
+                report.split_documents, report.split_tokens
             );
         }
         Command::ConvertVocab { gguf, output, pre } => {
