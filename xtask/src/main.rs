@@ -4,6 +4,7 @@
 //! Every command other than `setup` runs setup first when libtorch is missing.
 
 mod assets;
+mod bench;
 #[allow(dead_code)]
 #[path = "../../flagcore/src/cache.rs"]
 mod cache;
@@ -27,6 +28,8 @@ usage: cargo xtask <command>
 commands:
   setup [--force]   install libtorch 2.11.0 (from PyPI's torch==2.11.0) into the per-user cache
                     and point this checkout at it; --force reinstalls
+  bench             flagdata's stages per core on the real corpus, against datatrove 0.10.1
+                    (installed into a cache virtualenv on first use)
   assets            fetch the pinned public data (../shared/ASSETS.md) into the cache, verified
   test              setup and assets if needed, then cargo fmt --check, clippy -D warnings,
                     cargo test
@@ -66,6 +69,12 @@ fn run() -> anyhow::Result<()> {
                 anyhow::bail!("assets: unexpected argument(s) {:?}\n\n{USAGE}", &args[1..]);
             }
             assets::fetch_all()
+        }
+        Some("bench") => {
+            if args.len() > 1 {
+                anyhow::bail!("bench: unexpected argument(s) {:?}\n\n{USAGE}", &args[1..]);
+            }
+            bench::run(&root)
         }
         Some("test") => {
             if args.len() > 1 {

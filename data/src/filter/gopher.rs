@@ -181,17 +181,93 @@ pub fn find_duplicates<'a>(items: impl IntoIterator<Item = &'a str>) -> (usize, 
     (elems, chars)
 }
 
-fn top_duplicate(words: &[&str], n: usize) -> usize {
-    let mut counts: HashMap<Vec<&str>, (usize, usize)> = HashMap::new();
-    for (i, g) in words.windows(n).enumerate() {
-        counts.entry(g.to_vec()).or_insert((0, i)).0 += 1;
+/// Words as hashes plus their lengths: n-grams are then compared by a rolling polynomial hash
+/// of word hashes in O(1) per window, with no strings built (a 64-bit collision among one
+/// document's n-grams is negligible). n-grams therefore compare as word sequences; datatrove
+/// compares the repeated-n-gram strings with the words run together, which differs only when
+/// different splits spell the same characters.
+struct Grams {
+    hashes: Vec<u64>,
+    lens: Vec<usize>,
+}
+
+const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Grams {
+    fn new(words: &[&str]) -> Self {
+        Grams {
+            hashes: words
+                .iter()
+                .map(|w| xxhash_rust::xxh3::xxh3_64(w.as_bytes()))
+                .collect(),
+            lens: words.iter().map(|w| char_len(w)).collect(),
+        }
+    }
+
+    /// The hash of every window of `n` words, in order.
+    fn windows(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        let top = (1..n).fold(1u64, |p, _| p.wrapping_mul(BASE));
+        let mut h = 0u64;
+        self.hashes.iter().enumerate().filter_map(move |(i, &w)| {
+            if i >= n {
+                h = h.wrapping_sub(self.hashes[i - n].wrapping_mul(top));
+            }
+            h = h.wrapping_mul(BASE).wrapping_add(w);
+            // A final mix spreads the polynomial's low bits for the hash table.
+            (i + 1 >= n).then(|| (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        })
+    }
+}
+
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Build = std::hash::BuildHasherDefault<PreHashed>;
+
+fn top_duplicate(words: &[&str], grams: &Grams, n: usize) -> usize {
+    let mut counts: HashMap<u64, (usize, usize), Build> =
+        HashMap::with_capacity_and_hasher(words.len(), Build::default());
+    for (i, h) in grams.windows(n).enumerate() {
+        counts.entry(h).or_insert((0, i)).0 += 1;
     }
     // Ties go to the n-gram seen first, as Python's Counter.most_common does.
     counts
-        .iter()
-        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.cmp(&a.1 .1)))
-        .map(|(g, (count, _))| gram_len(g) * count)
+        .values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|&(count, first)| gram_len(&words[first..first + n]) * count)
         .unwrap_or(0)
+}
+
+fn all_duplicate(grams: &Grams, n: usize) -> usize {
+    let hashes: Vec<u64> = grams.windows(n).collect();
+    let mut seen: HashSet<u64, Build> =
+        HashSet::with_capacity_and_hasher(hashes.len(), Build::default());
+    let (mut repeated, mut i) = (0usize, 0usize);
+    while i < hashes.len() {
+        if seen.contains(&hashes[i]) {
+            repeated += grams.lens[i..i + n].iter().sum::<usize>();
+            i += n;
+        } else {
+            seen.insert(hashes[i]);
+            i += 1;
+        }
+    }
+    repeated
 }
 
 /// Characters of an n-gram written out: datatrove joins words with a space; between two CJK
@@ -201,22 +277,6 @@ fn gram_len(g: &[&str]) -> usize {
     let cjk = |w: &str| w.chars().count() == 1 && w.chars().all(super::text::is_cjk);
     let spaces = g.windows(2).filter(|p| !(cjk(p[0]) && cjk(p[1]))).count();
     g.iter().map(|w| char_len(w)).sum::<usize>() + spaces
-}
-
-fn all_duplicate(words: &[&str], n: usize) -> usize {
-    let mut seen: HashSet<String> = HashSet::new();
-    let (mut repeated, mut i) = (0usize, 0usize);
-    while i + n <= words.len() {
-        let g: String = words[i..i + n].concat();
-        if seen.contains(&g) {
-            repeated += char_len(&g);
-            i += n;
-        } else {
-            seen.insert(g);
-            i += 1;
-        }
-    }
-    repeated
 }
 
 impl GopherRepetition {
@@ -254,13 +314,14 @@ impl GopherRepetition {
             return Some("dup_line_char_frac".into());
         }
         let words = words(text);
+        let grams = Grams::new(&words);
         for &(n, f) in &self.top_n_grams {
-            if words.len() >= n && top_duplicate(&words, n) as f64 / total > f {
+            if n > 0 && words.len() >= n && top_duplicate(&words, &grams, n) as f64 / total > f {
                 return Some(format!("top_{n}_gram"));
             }
         }
         for &(n, f) in &self.dup_n_grams {
-            if all_duplicate(&words, n) as f64 / total > f {
+            if n > 0 && all_duplicate(&grams, n) as f64 / total > f {
                 return Some(format!("duplicated_{n}_n_grams"));
             }
         }
@@ -365,9 +426,14 @@ mod tests {
     #[test]
     fn duplicate_helpers() {
         assert_eq!(find_duplicates(["a", "bb", "a", "bb", "bb"]), (3, 5));
-        assert_eq!(all_duplicate(&["a", "b", "a", "b", "a", "b"], 2), 4);
-        assert_eq!(top_duplicate(&["x", "y", "x", "y"], 2), 6);
-        assert_eq!(top_duplicate(&["中", "国", "中", "国"], 2), 4);
+        let dup = |w: &[&str], n| all_duplicate(&Grams::new(w), n);
+        let top = |w: &[&str], n| top_duplicate(w, &Grams::new(w), n);
+        assert_eq!(dup(&["a", "b", "a", "b", "a", "b"], 2), 4);
+        assert_eq!(dup(&["a", "b", "c", "a", "b", "c", "d"], 3), 3);
+        assert_eq!(dup(&["a", "b"], 3), 0);
+        assert_eq!(top(&["x", "y", "x", "y"], 2), 6);
+        assert_eq!(top(&["中", "国", "中", "国"], 2), 4);
+        assert_eq!(top(&["p", "q", "r", "s"], 2), 3);
         assert_eq!(split_paragraphs("a\n\n\nb\nc"), ["a", "b\nc"]);
         assert_eq!(split_newline_runs("\na\n\nb"), ["", "a", "b"]);
     }

@@ -1,5 +1,7 @@
 //! `flagdata`: run corpus pipelines, deduplicate, train and apply tokenizers, inspect shards.
 
+mod bench;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use flagdata::dedup::{minhash::MinHashConfig, DedupConfig};
@@ -33,7 +35,12 @@ enum Command {
         /// Fail on the first bad input record.
         #[arg(long)]
         strict: bool,
+        /// Print the process's peak resident memory when done (used by `bench`).
+        #[arg(long, hide = true)]
+        print_peak_rss: bool,
     },
+    /// Benchmark every stage per core on the cached real corpus, against datatrove.
+    Bench(bench::BenchArgs),
     /// Deduplicate documents (exact + MinHash LSH) without other steps.
     Dedup {
         /// Input files or folders.
@@ -177,13 +184,27 @@ fn run(command: Command) -> anyhow::Result<()> {
             pipeline,
             mut overrides,
             strict,
+            print_peak_rss,
         } => {
             if strict {
                 overrides.push("strict=true".into());
             }
             let p = Pipeline::load(&pipeline, &overrides)?;
-            summarize(&p.run(true)?);
+            summarize(&p.run(!print_peak_rss)?);
+            if print_peak_rss {
+                let status = std::fs::read_to_string("/proc/self/status")
+                    .context("reading /proc/self/status")?;
+                let kb = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .map(|v| v.trim().trim_end_matches("kB").trim().to_string());
+                println!(
+                    "peak_rss_kb {}",
+                    kb.context("no VmHWM in /proc/self/status")?
+                );
+            }
         }
+        Command::Bench(args) => bench::run(args)?,
         Command::Dedup {
             inputs,
             format,
