@@ -1,6 +1,6 @@
 //! `flagdata`: the corpus pipeline, from raw WuDao-style text to Megatron training shards.
 //!
-//! Stages, one folder each: [`read`] (WuDao JSON arrays, JSON Lines, text folders),
+//! Stages, one folder each: [`read`] (WuDao JSON arrays, JSON Lines, Parquet, text folders),
 //! [`clean`] (normalisation, PII removal), [`filter`] (length, Gopher, C4, FineWeb, language,
 //! decontamination), [`dedup`] (exact and MinHash LSH), [`pipeline`] (YAML-described,
 //! parallel, resumable runs with stats), [`tokenize`] (train, load and apply tokenizers) and

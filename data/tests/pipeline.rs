@@ -40,7 +40,7 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
         "name: test-zh
 inputs:
   - {{name: zh, format: wudao, paths: [{raw}]}}
-output: {{dir: {out}, keep_dropped: true}}
+output: {{dir: {out}, keep_dropped: true, parquet: true}}
 workers: 2
 steps:
   - nfkc
@@ -127,6 +127,7 @@ fn runs_steps_dedups_and_resumes() {
     assert!(clusters.contains("\"size\":3"), "{clusters}");
     let dropped = texts(&dir.path().join("out/dropped"));
     assert_eq!(dropped.len(), 2);
+    assert!(dir.path().join("out/dedup/zh-00000.parquet").is_file());
     for f in ["stats.json", "report.md", "manifest.json"] {
         assert!(dir.path().join("out").join(f).is_file(), "{f} missing");
     }

@@ -19,6 +19,7 @@
 //! `report.md` and `manifest.json`. A rerun skips every shard whose marker exists.
 
 pub mod output;
+pub mod parquet_out;
 mod run;
 pub mod stats;
 pub mod steps;
@@ -41,6 +42,9 @@ pub struct OutputSpec {
     /// Also write dropped documents (with `drop_reason` and `drop_step` in metadata).
     #[serde(default)]
     pub keep_dropped: bool,
+    /// Also write the final documents as Parquet (`<shard>.parquet` beside the JSONL).
+    #[serde(default)]
+    pub parquet: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -59,6 +59,18 @@ impl DocWriter {
     }
 }
 
+/// Iterates over what [`DocWriter`] wrote, one document at a time.
+pub fn doc_iter(path: &Path) -> Result<impl Iterator<Item = Result<Document>>> {
+    use std::io::BufRead;
+    let path = path.to_path_buf();
+    let reader = crate::read::jsonl::open(&path)?;
+    Ok(reader.lines().enumerate().map(move |(i, line)| {
+        let line = line.map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&line)
+            .map_err(|e| Error::format(&path, format!("line {}", i + 1), e.to_string()))
+    }))
+}
+
 /// Reads back what [`DocWriter`] wrote.
 pub fn read_docs(path: &Path, mut f: impl FnMut(Document) -> Result<()>) -> Result<()> {
     use std::io::BufRead;

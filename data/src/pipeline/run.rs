@@ -203,6 +203,17 @@ impl Pipeline {
             None => None,
         };
         let final_dir = self.final_dir();
+        if self.config.output.parquet {
+            for shard in &self.shards {
+                let out = final_dir.join(format!("{}.parquet", shard.id));
+                if !out.exists() {
+                    let docs = super::output::doc_iter(
+                        &final_dir.join(format!("{}.jsonl.zst", shard.id)),
+                    )?;
+                    super::parquet_out::write_parquet(&out, docs)?;
+                }
+            }
+        }
         crate::report::write(self.out_dir(), &self.config.name, &stats, dedup.as_ref())?;
         manifest.finish();
         manifest.write_beside(self.out_dir())?;

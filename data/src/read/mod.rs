@@ -6,6 +6,7 @@
 
 mod fields;
 pub mod jsonl;
+mod parquet;
 mod text_dir;
 mod wudao;
 
@@ -25,6 +26,8 @@ pub enum Format {
     Jsonl,
     /// Each `.txt` file under a folder is one document.
     Text,
+    /// Parquet files; text and id from the named columns.
+    Parquet,
 }
 
 /// One input source of a pipeline.
@@ -103,7 +106,7 @@ impl SourceSpec {
     pub fn field_map(&self) -> FieldMap {
         let mut f = match self.format {
             Format::Wudao => FieldMap::wudao(),
-            Format::Jsonl | Format::Text => FieldMap::default(),
+            Format::Jsonl | Format::Text | Format::Parquet => FieldMap::default(),
         };
         if let Some(t) = &self.text_fields {
             f.text_fields = t.clone();
@@ -127,6 +130,7 @@ impl SourceSpec {
             Format::Wudao => wudao::read(path, &fields, &self.name, sink),
             Format::Jsonl => jsonl::read(path, &fields, &self.name, sink),
             Format::Text => text_dir::read(path, &self.name, sink),
+            Format::Parquet => parquet::read(path, &fields, &self.name, sink),
         }
     }
 }
@@ -142,6 +146,7 @@ fn matches(path: &Path, format: Format) -> bool {
             .iter()
             .any(|s| name.ends_with(s)),
         Format::Text => name.ends_with(".txt"),
+        Format::Parquet => name.ends_with(".parquet"),
     }
 }
 

@@ -138,6 +138,7 @@ enum FormatArg {
     Wudao,
     Jsonl,
     Text,
+    Parquet,
 }
 
 fn main() -> std::process::ExitCode {
@@ -220,6 +221,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 FormatArg::Wudao => Format::Wudao,
                 FormatArg::Jsonl => Format::Jsonl,
                 FormatArg::Text => Format::Text,
+                FormatArg::Parquet => Format::Parquet,
             };
             let config = PipelineConfig {
                 name: "dedup".into(),
@@ -235,6 +237,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 output: OutputSpec {
                     dir: output.clone(),
                     keep_dropped: false,
+                    parquet: false,
                 },
                 steps: vec![],
                 dedup: Some(DedupConfig {
