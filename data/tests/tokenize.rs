@@ -52,3 +52,54 @@ fn train_tokenize_and_decode_back() {
         tok.encode(texts[0], false).unwrap().get_ids()
     );
 }
+
+#[test]
+fn pipeline_stats_count_tokens_with_a_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in/docs.jsonl");
+    std::fs::create_dir_all(input.parent().unwrap()).unwrap();
+    let texts = [
+        "深化改革，扩大开放。",
+        "The quick brown fox jumps over the lazy dog.",
+        "短",
+    ];
+    let body: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{}\n", serde_json::json!({"id": i, "text": t})))
+        .collect();
+    std::fs::write(&input, body).unwrap();
+    let docs = dir.path().join("docs/part.jsonl.zst");
+    let mut w = DocWriter::create(&docs).unwrap();
+    for (i, t) in texts.iter().cycle().take(30).enumerate() {
+        w.write(&Document::new(i.to_string(), *t)).unwrap();
+    }
+    w.finish().unwrap();
+    let tok = tokenize::train_bpe(
+        &[docs],
+        &BpeSettings {
+            vocab_size: 300,
+            min_frequency: 2,
+            special_tokens: vec![],
+        },
+    )
+    .unwrap();
+    let tok_path = dir.path().join("tok.json");
+    tok.save(&tok_path, false).unwrap();
+    let yaml = format!(
+        "name: t\ninputs: [{{name: s, format: jsonl, paths: [{}]}}]\noutput: {{dir: {}}}\nstats_tokenizer: {}\nsteps: [{{length: {{min_chars: 2}}}}]\n",
+        input.display(),
+        dir.path().join("out").display(),
+        tok_path.display()
+    );
+    let p = dir.path().join("p.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let s = flagdata::pipeline::Pipeline::load(&p, &[])
+        .unwrap()
+        .run(false)
+        .unwrap()
+        .stats;
+    let count = |t: &str| tok.encode(t, false).unwrap().len() as u64;
+    assert_eq!(s.tokens_in, texts.iter().map(|t| count(t)).sum::<u64>());
+    assert_eq!(s.tokens_out, count(texts[0]) + count(texts[1]));
+}

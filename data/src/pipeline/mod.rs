@@ -63,6 +63,9 @@ pub struct PipelineConfig {
     /// Worker threads (default: all cores).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// A `tokenizer.json` to count tokens with (documents read and kept) in the stats.
+    #[serde(default)]
+    pub stats_tokenizer: Option<PathBuf>,
 }
 
 /// One input file and where its outputs go.
@@ -85,6 +88,7 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     pub step_names: Vec<&'static str>,
     pub shards: Vec<Shard>,
+    pub tokenizer: Option<tokenizers::Tokenizer>,
 }
 
 impl Pipeline {
@@ -153,6 +157,13 @@ impl Pipeline {
         if let Some(d) = &config.dedup {
             d.validate().map_err(|m| fail("dedup".into(), m))?;
         }
+        let tokenizer = match &config.stats_tokenizer {
+            Some(t) => Some(
+                crate::tokenize::load(t)
+                    .map_err(|e| fail("stats_tokenizer".into(), e.to_string()))?,
+            ),
+            None => None,
+        };
         let config_sha256 = flagcore::manifest::config_sha256(resolved.value())?;
         Ok(Pipeline {
             resolved: resolved.value().clone(),
@@ -162,6 +173,7 @@ impl Pipeline {
             steps,
             step_names,
             shards,
+            tokenizer,
         })
     }
 

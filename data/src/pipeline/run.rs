@@ -93,6 +93,16 @@ impl Pipeline {
             };
             stats.documents_in += 1;
             stats.chars_in += doc.text.chars().count() as u64;
+            let count_tokens = |text: &str| -> Result<u64> {
+                match &self.tokenizer {
+                    Some(t) => Ok(t
+                        .encode(text, false)
+                        .map_err(|e| Error::Tokenizer(e.to_string()))?
+                        .len() as u64),
+                    None => Ok(0),
+                }
+            };
+            stats.tokens_in += count_tokens(&doc.text)?;
             for (i, step) in self.steps.iter().enumerate() {
                 let before = doc.text.chars().count() as u64;
                 let s = &mut stats.steps[i];
@@ -117,6 +127,7 @@ impl Pipeline {
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
             stats.record_output(doc.text.chars().count(), lang.as_deref());
+            stats.tokens_out += count_tokens(&doc.text)?;
             out.write(&doc)
         })?;
         out.finish()?;

@@ -26,6 +26,9 @@ pub struct Stats {
     pub documents_out: u64,
     pub chars_in: u64,
     pub chars_out: u64,
+    /// Tokens of the documents read and kept (with `stats_tokenizer`; else 0).
+    pub tokens_in: u64,
+    pub tokens_out: u64,
     pub bad_records: BTreeMap<String, u64>,
     pub bad_examples: Vec<BadRecord>,
     pub steps: Vec<StepStats>,
@@ -73,6 +76,8 @@ impl Stats {
         self.documents_out += other.documents_out;
         self.chars_in += other.chars_in;
         self.chars_out += other.chars_out;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
         for (k, v) in &other.bad_records {
             *self.bad_records.entry(k.clone()).or_default() += v;
         }

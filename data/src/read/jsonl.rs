@@ -27,6 +27,7 @@ pub fn read(path: &Path, fields: &FieldMap, source: &str, sink: &mut Sink<'_>) -
         .unwrap_or_default();
     let mut line = Vec::new();
     let mut number = 0usize;
+    let mut records = 0usize;
     loop {
         line.clear();
         let n = match reader.read_until(b'\n', &mut line) {
@@ -42,6 +43,14 @@ pub fn read(path: &Path, fields: &FieldMap, source: &str, sink: &mut Sink<'_>) -
             }
         };
         if n == 0 {
+            if records == 0 {
+                return sink(Record::Bad(BadRecord {
+                    path: path.to_path_buf(),
+                    position: format!("line {}", number + 1),
+                    kind: "empty_file".into(),
+                    message: "no records in the file".into(),
+                }));
+            }
             return Ok(());
         }
         number += 1;
@@ -49,6 +58,7 @@ pub fn read(path: &Path, fields: &FieldMap, source: &str, sink: &mut Sink<'_>) -
         if body.is_empty() {
             continue;
         }
+        records += 1;
         let bad = |kind: &str, message: String| {
             Record::Bad(BadRecord {
                 path: path.to_path_buf(),

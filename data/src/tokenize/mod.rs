@@ -103,6 +103,17 @@ pub fn tokenize_documents(
     prefix: &Path,
     eod: Option<u32>,
 ) -> Result<TokenizeSummary> {
+    tokenize_documents_progress(tokenizer, files, prefix, eod, false)
+}
+
+/// [`tokenize_documents`] with a progress bar over the input files on stderr.
+pub fn tokenize_documents_progress(
+    tokenizer: &Tokenizer,
+    files: &[PathBuf],
+    prefix: &Path,
+    eod: Option<u32>,
+    progress: bool,
+) -> Result<TokenizeSummary> {
     let vocab = tokenizer.get_vocab_size(true);
     let dtype = TokenDType::for_vocab(vocab);
     let mut writer = IndexedWriter::create(prefix, dtype)?;
@@ -118,6 +129,11 @@ pub fn tokenize_documents(
         }
         Ok(())
     };
+    let bar = if progress {
+        flagcore::telemetry::progress_bar(files.len() as u64, "tokenize")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     for f in files {
         read_docs(f, |doc| {
             batch.push(doc.text);
@@ -126,7 +142,9 @@ pub fn tokenize_documents(
             }
             Ok(())
         })?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     flush(&mut batch, &mut writer)?;
     let summary = TokenizeSummary {
         documents: writer.documents(),

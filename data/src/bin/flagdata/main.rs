@@ -252,6 +252,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 }),
                 strict: false,
                 workers: None,
+                stats_tokenizer: None,
             };
             std::fs::create_dir_all(&output)
                 .with_context(|| format!("creating {}", output.display()))?;
@@ -303,7 +304,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 Some(tokenize::token_id(&tok, &eod_token)?)
             };
             let files = tokenize::document_files(&inputs)?;
-            let summary = tokenize::tokenize_documents(&tok, &files, &output_prefix, eod)?;
+            let summary =
+                tokenize::tokenize_documents_progress(&tok, &files, &output_prefix, eod, true)?;
             let mut manifest =
                 flagcore::Manifest::begin("flagdata tokenize", env!("CARGO_PKG_VERSION"));
             manifest.add_input(&tokenizer)?;
