@@ -218,3 +218,35 @@ fn bad_pipeline_yaml_fails_before_any_work() {
         "nothing may be written before validation passes"
     );
 }
+
+#[test]
+fn new_input_files_and_more_workers_resume_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = fixture(dir.path());
+    let first = Pipeline::load(&yaml, &[]).unwrap().run(false).unwrap();
+    // A new file that sorts first shifts every shard number: shards whose file changed rerun,
+    // and deduplication reruns over the new set. More workers do not invalidate the folder.
+    let extra = format!(
+        "[{}]",
+        serde_json::json!({"id": 7, "title": "新增", "content": format!("{ZH}{ZH}另外一篇完全不同的文章，讲述了春节期间的交通情况和人们回家的故事。")})
+    );
+    write(&dir.path().join("raw/part-0.json"), &extra);
+    let again = Pipeline::load(&yaml, &["workers=1".into()])
+        .unwrap()
+        .run(false)
+        .unwrap();
+    assert_eq!(again.stats.shards, 3);
+    assert_eq!(again.stats.documents_in, first.stats.documents_in + 1);
+    let d = again.dedup.unwrap();
+    assert_eq!(d.documents_in, first.dedup.unwrap().documents_in + 1);
+    let kept: Vec<String> = texts(&again.final_dir)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(kept.len() as u64, d.documents_out);
+    assert!(kept.contains(&"7".to_string()), "{kept:?}");
+    assert!(
+        dir.path().join("out/dedup/zh-00002.parquet").is_file(),
+        "the new shard's Parquet output"
+    );
+}

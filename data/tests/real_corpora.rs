@@ -119,6 +119,10 @@ fn shakespeare_folio_pairs_are_found() {
     // The default 14x8 on 5-grams targets near-copies (J above ~0.7) and finds none of these.
     let (_, r_default) = precision_recall(&found_pairs(&docs, &MinHashConfig::default()), &truth);
     eprintln!("shakespeare folio pairs (default 5-grams, 14x8): recall {r_default:.3}");
+    assert!(
+        r_default < 0.2,
+        "the default LSH threshold (~0.72) is above these pairs' similarity"
+    );
 }
 
 #[test]

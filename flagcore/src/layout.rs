@@ -51,8 +51,10 @@ impl Layout {
         self.shape.len()
     }
 
+    /// Element count; saturates instead of wrapping, so an impossible shape never matches a
+    /// real slice length.
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
     /// How many elements the backing slice must hold: one past the farthest addressed element.

@@ -233,6 +233,11 @@ mod tests {
         );
         assert!(TensorView::from_slice(&data, &[2, 2]).is_err());
         assert!(TensorView::new(&data, &[2, 2], &[3, 1]).is_ok());
+        let empty: [f32; 0] = [];
+        assert!(
+            TensorView::from_slice(&empty, &[1 << 63, 2]).is_err(),
+            "an overflowing shape"
+        );
     }
 
     #[test]

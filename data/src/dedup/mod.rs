@@ -82,6 +82,8 @@ const MAX_BUCKET_COMPARISONS: usize = 64;
 #[derive(Serialize, Deserialize)]
 struct Marker {
     config_sha256: String,
+    /// Digest of the clean stage's shard markers: any change there reruns deduplication.
+    clean_digest: String,
     stats: DedupStats,
 }
 
@@ -159,6 +161,7 @@ pub fn run(
     cfg: &DedupConfig,
     pool: &rayon::ThreadPool,
     progress: bool,
+    clean_digest: &str,
 ) -> Result<DedupStats> {
     let clean = p.out_dir().join("clean");
     let dir = p.out_dir().join("dedup");
@@ -166,7 +169,7 @@ pub fn run(
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let m: Marker = serde_json::from_str(&text)
             .map_err(|e| Error::format(&marker, "marker", e.to_string()))?;
-        if m.config_sha256 == p.config_sha256 {
+        if m.config_sha256 == p.config_sha256 && m.clean_digest == clean_digest {
             return Ok(m.stats);
         }
     }
@@ -263,6 +266,7 @@ pub fn run(
     results.into_iter().collect::<Result<Vec<()>>>()?;
     let m = Marker {
         config_sha256: p.config_sha256.clone(),
+        clean_digest: clean_digest.to_string(),
         stats: stats.clone(),
     };
     flagcore::fsutil::write_atomic(

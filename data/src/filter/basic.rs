@@ -68,12 +68,60 @@ pub fn detect(text: &str, max_chars: usize) -> Option<(String, f64)> {
     Some((code, info.confidence()))
 }
 
-fn canonical(code: &str) -> String {
-    match code.to_ascii_lowercase().as_str() {
-        "cmn" | "zho" | "chi" | "zh-cn" | "zh_hans" => "zh".into(),
-        "eng" => "en".into(),
-        other => other.to_string(),
+/// ISO 639-1 codes and the ISO 639-3 codes whatlang reports (Mandarin reported as `zh`).
+const ISO_639_1: [(&str, &str); 30] = [
+    ("en", "eng"),
+    ("fr", "fra"),
+    ("de", "deu"),
+    ("es", "spa"),
+    ("pt", "por"),
+    ("it", "ita"),
+    ("ru", "rus"),
+    ("uk", "ukr"),
+    ("pl", "pol"),
+    ("nl", "nld"),
+    ("sv", "swe"),
+    ("da", "dan"),
+    ("fi", "fin"),
+    ("cs", "ces"),
+    ("tr", "tur"),
+    ("ar", "arb"),
+    ("fa", "pes"),
+    ("he", "heb"),
+    ("hi", "hin"),
+    ("bn", "ben"),
+    ("ja", "jpn"),
+    ("ko", "kor"),
+    ("vi", "vie"),
+    ("th", "tha"),
+    ("id", "ind"),
+    ("ms", "zlm"),
+    ("el", "ell"),
+    ("hu", "hun"),
+    ("ro", "ron"),
+    ("ta", "tam"),
+];
+
+/// A configured language code in the form [`detect`] reports, or `None` if unknown.
+pub fn canonical(code: &str) -> Option<String> {
+    let c = code.trim().to_ascii_lowercase();
+    if matches!(
+        c.as_str(),
+        "zh" | "cmn" | "zho" | "chi" | "zh-cn" | "zh_hans"
+    ) {
+        return Some("zh".into());
     }
+    if let Some((_, three)) = ISO_639_1
+        .iter()
+        .find(|(two, three)| *two == c || *three == c)
+    {
+        return Some(if *three == "eng" {
+            "en".into()
+        } else {
+            three.to_string()
+        });
+    }
+    whatlang::Lang::from_code(&c).map(|l| l.code().to_string())
 }
 
 /// Returns the language found (to record in metadata) and a drop reason if it does not pass.
@@ -86,7 +134,10 @@ pub fn check_language(cfg: &LanguageConfig, text: &str) -> (Option<(String, f64)
         }
         Some((lang, _))
             if !cfg.languages.is_empty()
-                && !cfg.languages.iter().any(|l| canonical(l) == *lang) =>
+                && !cfg
+                    .languages
+                    .iter()
+                    .any(|l| canonical(l).as_deref() == Some(lang.as_str())) =>
         {
             Some(format!("language_{lang}"))
         }
@@ -109,6 +160,21 @@ mod tests {
         assert_eq!(check_length(&cfg, "中文"), Some("too_short"));
         assert_eq!(check_length(&cfg, "中文中文"), None);
         assert_eq!(check_length(&cfg, "abcdef"), Some("too_long"));
+    }
+
+    #[test]
+    fn language_codes_in_either_iso_form() {
+        assert_eq!(canonical("fr").as_deref(), Some("fra"));
+        assert_eq!(canonical("FRA").as_deref(), Some("fra"));
+        assert_eq!(canonical("eng").as_deref(), Some("en"));
+        assert_eq!(canonical("cmn").as_deref(), Some("zh"));
+        assert_eq!(canonical("xx"), None);
+        let cfg = LanguageConfig {
+            languages: vec!["fr".into()],
+            ..Default::default()
+        };
+        let fr = "Le petit chat est assis sur le tapis et regarde les oiseaux dans le jardin tous les matins.";
+        assert_eq!(check_language(&cfg, fr).1, None);
     }
 
     #[test]

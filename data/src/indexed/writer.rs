@@ -115,6 +115,13 @@ impl IndexedWriter {
         for d in &self.doc_indices {
             idx.extend_from_slice(&d.to_le_bytes());
         }
+        // An old `.idx` must not survive beside the new `.bin`: remove it first, so a crash
+        // between the renames leaves no `.idx`, and no pair that looks complete.
+        match std::fs::remove_file(&idx_final) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&idx_final, e)),
+        }
         tmp.persist(&bin_final)
             .map_err(|e| Error::io(&bin_final, e.error))?;
         flagcore::fsutil::write_atomic(&idx_final, &idx)?;

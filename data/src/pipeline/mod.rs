@@ -164,7 +164,14 @@ impl Pipeline {
             ),
             None => None,
         };
-        let config_sha256 = flagcore::manifest::config_sha256(resolved.value())?;
+        // The markers' config hash leaves out settings that do not change outputs, so a rerun
+        // with more workers or --strict resumes instead of refusing the folder.
+        let mut outputs_config = resolved.value().clone();
+        if let Some(m) = outputs_config.as_object_mut() {
+            m.remove("workers");
+            m.remove("strict");
+        }
+        let config_sha256 = flagcore::manifest::config_sha256(&outputs_config)?;
         Ok(Pipeline {
             resolved: resolved.value().clone(),
             config,

@@ -11,10 +11,36 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The completion marker of a shard: its stats plus the config that produced it.
+/// Which input file a shard was made from, as it was then: a changed or different file (new
+/// files shift shard numbers) makes the shard run again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InputId {
+    path: String,
+    bytes: u64,
+    modified_ns: u128,
+}
+
+impl InputId {
+    fn of(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok(InputId {
+            path: path.display().to_string(),
+            bytes: meta.len(),
+            modified_ns,
+        })
+    }
+}
+
+/// The completion marker of a shard: its stats, the config and the input that produced it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
     config_sha256: String,
+    input: InputId,
     stats: Stats,
 }
 
@@ -30,7 +56,9 @@ fn marker_path(dir: &Path, shard: &str) -> PathBuf {
     dir.join(format!("{shard}.stats.json"))
 }
 
-fn read_marker(path: &Path, sha: &str) -> Result<Option<Stats>> {
+/// The stats of a finished shard, `None` when it must run (no marker, or another input file);
+/// an error when the output folder was made by another config.
+fn read_marker(path: &Path, sha: &str, input: &InputId) -> Result<Option<Stats>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
@@ -43,12 +71,13 @@ fn read_marker(path: &Path, sha: &str) -> Result<Option<Stats>> {
             marker.config_sha256
         )));
     }
-    Ok(Some(marker.stats))
+    Ok((marker.input == *input).then_some(marker.stats))
 }
 
-fn write_marker(path: &Path, sha: &str, stats: &Stats) -> Result<()> {
+fn write_marker(path: &Path, sha: &str, input: InputId, stats: &Stats) -> Result<()> {
     let m = Marker {
         config_sha256: sha.to_string(),
+        input,
         stats: stats.clone(),
     };
     let text = serde_json::to_vec_pretty(&m).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -61,6 +90,7 @@ impl Pipeline {
     fn run_shard(&self, shard: &Shard, stop: &AtomicBool) -> Result<Stats> {
         let clean = self.out_dir().join("clean");
         let source = &self.config.inputs[shard.source];
+        let input = InputId::of(&shard.path)?;
         let mut stats = Stats::for_steps(&self.step_names);
         stats.shards = 1;
         let mut out = DocWriter::create(&clean.join(format!("{}.jsonl.zst", shard.id)))?;
@@ -134,7 +164,12 @@ impl Pipeline {
         if let Some(w) = dropped {
             w.finish()?;
         }
-        write_marker(&marker_path(&clean, &shard.id), &self.config_sha256, &stats)?;
+        write_marker(
+            &marker_path(&clean, &shard.id),
+            &self.config_sha256,
+            input,
+            &stats,
+        )?;
         Ok(stats)
     }
 
@@ -157,7 +192,8 @@ impl Pipeline {
         let mut todo = Vec::new();
         let mut stats_by_shard: Vec<Option<Stats>> = vec![None; self.shards.len()];
         for (i, shard) in self.shards.iter().enumerate() {
-            match read_marker(&marker_path(&clean, &shard.id), &self.config_sha256)? {
+            let input = InputId::of(&shard.path)?;
+            match read_marker(&marker_path(&clean, &shard.id), &self.config_sha256, &input)? {
                 Some(s) => {
                     done_before += 1;
                     stats_by_shard[i] = Some(s);
@@ -209,19 +245,35 @@ impl Pipeline {
         for shard in &self.shards {
             manifest.add_input(&shard.path)?;
         }
+        // Deduplication reruns whenever any clean shard changed: its inputs are named by the
+        // shards' markers (input files and stats).
+        let mut clean_digest = xxhash_rust::xxh3::Xxh3::new();
+        for shard in &self.shards {
+            clean_digest.update(shard.id.as_bytes());
+            let marker = std::fs::read(marker_path(&clean, &shard.id))
+                .map_err(|e| Error::io(marker_path(&clean, &shard.id), e))?;
+            clean_digest.update(&marker);
+        }
+        let clean_digest = format!("{:032x}", clean_digest.digest128());
         let dedup = match &self.config.dedup {
-            Some(cfg) => Some(crate::dedup::run(self, cfg, &pool, progress)?),
+            Some(cfg) => Some(crate::dedup::run(
+                self,
+                cfg,
+                &pool,
+                progress,
+                &clean_digest,
+            )?),
             None => None,
         };
         let final_dir = self.final_dir();
         if self.config.output.parquet {
             for shard in &self.shards {
                 let out = final_dir.join(format!("{}.parquet", shard.id));
-                if !out.exists() {
-                    let docs = super::output::doc_iter(
-                        &final_dir.join(format!("{}.jsonl.zst", shard.id)),
-                    )?;
-                    super::parquet_out::write_parquet(&out, docs)?;
+                let jsonl = final_dir.join(format!("{}.jsonl.zst", shard.id));
+                let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+                // Remade when its JSON Lines source is newer (a shard or dedup rerun).
+                if modified(&out).is_none() || modified(&out) < modified(&jsonl) {
+                    super::parquet_out::write_parquet(&out, super::output::doc_iter(&jsonl)?)?;
                 }
             }
         }

@@ -128,7 +128,19 @@ impl StepSpec {
             StepSpec::GopherRepetition(c) => Step::GopherRepetition(c.clone()),
             StepSpec::C4(c) => Step::C4(c.clone()),
             StepSpec::Fineweb(c) => Step::FineWeb(c.clone()),
-            StepSpec::Language(c) => Step::Language(c.clone()),
+            StepSpec::Language(c) => {
+                if let Some(bad) = c
+                    .languages
+                    .iter()
+                    .find(|l| crate::filter::basic::canonical(l).is_none())
+                {
+                    return Err(format!("language: unknown language code `{bad}` (ISO 639-1 like zh, en, fr or 639-3 like cmn, eng)"));
+                }
+                if !(0.0..=1.0).contains(&c.min_confidence) {
+                    return Err("language: min_confidence must lie between 0 and 1".into());
+                }
+                Step::Language(c.clone())
+            }
             StepSpec::Decontaminate(c) => {
                 Step::Decontaminate(Decontaminator::load(c).map_err(|e| e.to_string())?)
             }

@@ -140,6 +140,9 @@ fn token_types(meta: &Metadata, n: usize) -> Result<Vec<i64>> {
 
 /// The `tokenizer.json` for a GGUF vocabulary; `pre` overrides the file's pre-tokenizer name.
 pub fn to_tokenizer_json(meta: &Metadata, pre: Option<&str>) -> Result<Value> {
+    if meta.strings("tokenizer.ggml.tokens")?.is_empty() {
+        return Err(meta.bad("tokenizer.ggml.tokens", "a non-empty list"));
+    }
     let model = meta
         .require("tokenizer.ggml.model")?
         .as_str()

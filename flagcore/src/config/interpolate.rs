@@ -87,13 +87,13 @@ fn resolve_str(root: &Value, s: &str, path: &str, depth: usize) -> Result<Value,
     }
     let pieces = split(s).map_err(|m| (path.to_string(), m))?;
     if let [Piece::Ref(r)] = pieces.as_slice() {
-        return lookup(root, r, path, depth);
+        return lookup(root, r, path, depth, true);
     }
     let mut out = String::new();
     for piece in pieces {
         match piece {
             Piece::Text(t) => out.push_str(&t),
-            Piece::Ref(r) => match lookup(root, r, path, depth)? {
+            Piece::Ref(r) => match lookup(root, r, path, depth, false)? {
                 Value::String(t) => out.push_str(&t),
                 v @ (Value::Number(_) | Value::Bool(_) | Value::Null) => {
                     out.push_str(&v.to_string())
@@ -110,7 +110,15 @@ fn resolve_str(root: &Value, s: &str, path: &str, depth: usize) -> Result<Value,
     Ok(Value::String(out))
 }
 
-fn lookup(root: &Value, reference: &str, path: &str, depth: usize) -> Result<Value, Failure> {
+/// The value `${reference}` stands for; environment text is typed only when it is the whole
+/// value (`whole`), so text spliced into a string stays exactly as the environment has it.
+fn lookup(
+    root: &Value,
+    reference: &str,
+    path: &str,
+    depth: usize,
+    whole: bool,
+) -> Result<Value, Failure> {
     let reference = reference.trim();
     let fail = |m: String| (path.to_string(), m);
     if let Some(spec) = reference
@@ -130,7 +138,11 @@ fn lookup(root: &Value, reference: &str, path: &str, depth: usize) -> Result<Val
             )))
             }
         };
-        return Ok(typed_scalar(text));
+        return Ok(if whole {
+            typed_scalar(text)
+        } else {
+            Value::String(text)
+        });
     }
     if let Some((resolver, _)) = reference.split_once(':') {
         return Err(fail(format!(
@@ -174,6 +186,7 @@ mod tests {
     fn env_and_node_references() {
         std::env::set_var("FLAGCORE_TEST_LR", "3e-4");
         std::env::set_var("FLAGCORE_TEST_NAME", "run7");
+        std::env::set_var("FLAGCORE_TEST_VER", "3.10");
         let v = json!({
             "lr": "${env:FLAGCORE_TEST_LR}",
             "dir": "/out/${oc.env:FLAGCORE_TEST_NAME}/${model.size}",
@@ -181,6 +194,7 @@ mod tests {
             "fallback": "${env:FLAGCORE_TEST_UNSET_VAR, 12}",
             "literal": "\\${env:HOME}",
             "chain": "${model.copy}",
+            "spliced": "/opt/python${env:FLAGCORE_TEST_VER}",
         });
         let r = resolve_all(&v).unwrap();
         assert_eq!(r["lr"], json!(3e-4));
@@ -189,6 +203,7 @@ mod tests {
         assert_eq!(r["fallback"], json!(12));
         assert_eq!(r["literal"], json!("${env:HOME}"));
         assert_eq!(r["chain"], json!(7));
+        assert_eq!(r["spliced"], json!("/opt/python3.10"));
     }
 
     #[test]

@@ -104,24 +104,21 @@ impl Resolved {
         &self.value
     }
 
-    /// Where `key` (dotted) was set: itself, else a key below it, else the nearest key above it.
+    /// Where `key` (dotted) was set: the latest entry that set it, a key below it, or a key
+    /// above it (later files and overrides win, as when merging).
     pub fn origin(&self, key: &str) -> Option<&Origin> {
-        let below = format!("{key}.");
-        let exact = self.origins.iter().rev().find(|(p, _)| p == key);
-        let child = || {
-            self.origins
-                .iter()
-                .rev()
-                .find(|(p, _)| p.starts_with(&below))
+        let related = |p: &str| {
+            p == key
+                || key.is_empty()
+                || p.is_empty()
+                || p.strip_prefix(key).is_some_and(|r| r.starts_with('.'))
+                || key.strip_prefix(p).is_some_and(|r| r.starts_with('.'))
         };
-        let parent = || {
-            self.origins
-                .iter()
-                .rev()
-                .filter(|(p, _)| key.starts_with(&format!("{p}.")))
-                .max_by_key(|(p, _)| p.len())
-        };
-        exact.or_else(child).or_else(parent).map(|(_, o)| o)
+        self.origins
+            .iter()
+            .rev()
+            .find(|(p, _)| related(p))
+            .map(|(_, o)| o)
     }
 
     fn error_at(&self, key: &str, message: String) -> Error {
