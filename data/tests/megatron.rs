@@ -2,7 +2,7 @@
 //! vocabulary (int32 tokens) and with a small trained BPE (uint16 tokens) are read back by
 //! megatron-core's `IndexedDataset` (scripts/check_megatron.py), which must see exactly the
 //! token ids Hugging Face `tokenizers` gives for each document, plus the end-of-document token.
-//! Runs where `cargo xtask test` has prepared the Python side (FLAGDATA_PYCHECK).
+//! Runs where `cargo xtask test` has prepared the Python side (FLAGOPEN_PYCHECK).
 
 mod common;
 
@@ -43,8 +43,8 @@ fn check(script_env: &str, prefix: &Path, docs: &Path, tokenizer: &Path, eod: u3
 
 #[test]
 fn megatron_core_reads_our_datasets() {
-    let Ok(pycheck) = std::env::var("FLAGDATA_PYCHECK") else {
-        eprintln!("skipped: FLAGDATA_PYCHECK is not set (cargo xtask test sets it)");
+    let Ok(pycheck) = std::env::var("FLAGOPEN_PYCHECK") else {
+        eprintln!("skipped: FLAGOPEN_PYCHECK is not set (cargo xtask test sets it)");
         return;
     };
     let Some(paragraphs) = common::peoples_daily() else {

@@ -1,18 +1,22 @@
 //! The Python side of cross-checks against peer tools, installed once per user into the
 //! cache with pinned versions: megatron-core reads our Megatron datasets
-//! (`data/scripts/check_megatron.py`). torch comes from the libtorch install itself.
+//! (`data/scripts/check_megatron.py`); transformers runs the reference models of
+//! `flagscale/scripts/hf_reference.py`. torch comes from the libtorch install itself.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-/// Pinned, installed without dependencies (the set is complete for the checks we run).
+/// Pinned, installed with their dependencies (none of these requires torch).
 const PACKAGES: &[&str] = &[
-    "megatron-core==0.16.1",
+    "transformers==5.24.0",
+    "safetensors==0.8.0",
     "numpy==2.4.6",
     "tokenizers==0.23.3",
     "packaging==26.4",
     "zstandard==0.25.0",
 ];
+/// Pinned, installed without dependencies: megatron-core's would pull a second torch.
+const NO_DEPS: &[&str] = &["megatron-core==0.16.1"];
 
 /// Installs the packages if missing; returns the `PYTHONPATH` the checks run with, or `None`
 /// (with a note) when libtorch is not a PyPI torch install that Python can import.
@@ -31,7 +35,7 @@ pub fn ensure(libtorch_root: &Path) -> anyhow::Result<Option<String>> {
         );
         return Ok(None);
     }
-    let dir = crate::libtorch::cache_root()?.join("pycheck-1");
+    let dir = crate::libtorch::cache_root()?.join("pycheck-2");
     if !dir.join("READY").is_file() {
         install(&dir)?;
     }
@@ -43,20 +47,27 @@ fn install(dir: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
     let target = scratch.to_str().context("cache path is not UTF-8")?;
-    let mut args = vec![
+    let base = [
         "-m",
         "pip",
         "install",
         "--quiet",
         "--no-input",
         "--disable-pip-version-check",
-        "--no-deps",
         "--target",
         target,
     ];
+    let mut args = base.to_vec();
     args.extend(PACKAGES);
     crate::cmd::run(Path::new("."), &py, &args)?;
-    std::fs::write(scratch.join("READY"), PACKAGES.join("\n"))?;
+    let mut args = base.to_vec();
+    args.push("--no-deps");
+    args.extend(NO_DEPS);
+    crate::cmd::run(Path::new("."), &py, &args)?;
+    std::fs::write(
+        scratch.join("READY"),
+        [PACKAGES, NO_DEPS].concat().join("\n"),
+    )?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&scratch, dir)
         .with_context(|| format!("moving {} into place", dir.display()))?;

@@ -19,9 +19,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         "warnings",
     ];
     cmd::run(root, "cargo", &clippy)?;
-    // FLAGDATA_PYCHECK switches on the cross-checks against megatron-core.
+    // FLAGOPEN_PYCHECK switches on the cross-checks against megatron-core.
     if let Some(path) = pycheck {
-        std::env::set_var("FLAGDATA_PYCHECK", path);
+        std::env::set_var("FLAGOPEN_PYCHECK", path);
     }
     cmd::run(root, "cargo", &["test", "--workspace", "--all-features"])?;
     eprintln!("xtask test: fmt, clippy and tests passed");

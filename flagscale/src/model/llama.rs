@@ -1,0 +1,297 @@
+//! The LLaMA-family decoder (Touvron et al. 2023, "LLaMA: Open and Efficient Foundation
+//! Language Models"), which Aquila2 follows: pre-norm RMSNorm (Zhang & Sennrich 2019), rotary
+//! embeddings, SwiGLU feed-forward (Shazeer 2020), grouped-query attention (Ainslie et al.
+//! 2023) through libtorch's `scaled_dot_product_attention`, no biases, untied or tied output.
+
+use super::{LlamaConfig, Rope};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+#[derive(Debug)]
+struct Layer {
+    input_norm: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    post_norm: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+#[derive(Debug)]
+pub struct Llama {
+    pub config: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    /// `None` when tied to the embedding.
+    lm_head: Option<Tensor>,
+    rope: Rope,
+}
+
+/// Tensors a Hugging Face checkpoint may hold that the model does not use.
+fn ignorable(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
+impl Llama {
+    /// Loads a Hugging Face folder: `config.json` and `model.safetensors` (or the shards that
+    /// `model.safetensors.index.json` lists), converted to `dtype` on `device`.
+    pub fn load(dir: &Path, dtype: flagcore::DType, device: tch::Device) -> Result<Self> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<std::path::PathBuf> = if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| Error::Io {
+                path: index.clone(),
+                error: e,
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+                path: index.clone(),
+                field: String::new(),
+                message: e.to_string(),
+            })?;
+            let mut shards: Vec<String> = v["weight_map"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            shards.into_iter().map(|s| dir.join(s)).collect()
+        } else {
+            vec![dir.join("model.safetensors")]
+        };
+        let mut tensors = HashMap::new();
+        for f in &files {
+            for (name, t) in flagcore::torch::load_safetensors(f, Some(dtype), device)? {
+                tensors.insert(name, t);
+            }
+        }
+        Self::from_tensors(config, tensors, &files[0])
+    }
+
+    /// Builds the model from named tensors (Hugging Face names), checking every shape against
+    /// the config; `source` names the checkpoint in errors.
+    pub fn from_tensors(
+        config: LlamaConfig,
+        mut tensors: HashMap<String, Tensor>,
+        source: &Path,
+    ) -> Result<Self> {
+        config.validate(source)?;
+        let (h, f, v) = (
+            config.hidden_size as i64,
+            config.intermediate_size as i64,
+            config.vocab_size as i64,
+        );
+        let (q_out, kv_out) = (
+            (config.num_attention_heads * config.head_dim()) as i64,
+            (config.kv_heads() * config.head_dim()) as i64,
+        );
+        let mut take = |name: String, shape: &[i64]| -> Result<Tensor> {
+            let t = tensors.remove(&name).ok_or_else(|| Error::Checkpoint {
+                path: source.into(),
+                name: name.clone(),
+                message: "missing".into(),
+            })?;
+            if t.size() != shape {
+                return Err(Error::Checkpoint {
+                    path: source.into(),
+                    name,
+                    message: format!("shape {:?}, the config needs {shape:?}", t.size()),
+                });
+            }
+            Ok(t)
+        };
+        let embed = take("model.embed_tokens.weight".into(), &[v, h])?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            layers.push(Layer {
+                input_norm: take(p("input_layernorm.weight"), &[h])?,
+                q: take(p("self_attn.q_proj.weight"), &[q_out, h])?,
+                k: take(p("self_attn.k_proj.weight"), &[kv_out, h])?,
+                v: take(p("self_attn.v_proj.weight"), &[kv_out, h])?,
+                o: take(p("self_attn.o_proj.weight"), &[h, q_out])?,
+                post_norm: take(p("post_attention_layernorm.weight"), &[h])?,
+                gate: take(p("mlp.gate_proj.weight"), &[f, h])?,
+                up: take(p("mlp.up_proj.weight"), &[f, h])?,
+                down: take(p("mlp.down_proj.weight"), &[h, f])?,
+            });
+        }
+        let norm = take("model.norm.weight".into(), &[h])?;
+        let lm_head = if config.tie_word_embeddings {
+            // Tied checkpoints may still carry a copy of the head; it must equal the embedding's shape.
+            match take("lm_head.weight".into(), &[v, h]) {
+                Err(Error::Checkpoint { message, .. }) if message == "missing" => {}
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            None
+        } else {
+            Some(take("lm_head.weight".into(), &[v, h])?)
+        };
+        if let Some(extra) = tensors.keys().filter(|n| !ignorable(n)).min() {
+            return Err(Error::Checkpoint {
+                path: source.into(),
+                name: extra.clone(),
+                message: "not part of this model (a different architecture or config?)".into(),
+            });
+        }
+        let rope = Rope::new(
+            config.head_dim(),
+            config.rope_theta,
+            config.rope_interleaved,
+            embed.device(),
+        );
+        Ok(Llama {
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope,
+        })
+    }
+
+    /// Named tensors in Hugging Face's layout (the tied head left out, as `transformers` does).
+    pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed)];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            out.extend([
+                (p("input_layernorm.weight"), &l.input_norm),
+                (p("self_attn.q_proj.weight"), &l.q),
+                (p("self_attn.k_proj.weight"), &l.k),
+                (p("self_attn.v_proj.weight"), &l.v),
+                (p("self_attn.o_proj.weight"), &l.o),
+                (p("post_attention_layernorm.weight"), &l.post_norm),
+                (p("mlp.gate_proj.weight"), &l.gate),
+                (p("mlp.up_proj.weight"), &l.up),
+                (p("mlp.down_proj.weight"), &l.down),
+            ]);
+        }
+        out.push(("model.norm.weight".to_string(), &self.norm));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), h));
+        }
+        out
+    }
+
+    /// Saves a Hugging Face folder (`config.json`, `model.safetensors`) that `transformers`
+    /// loads as `LlamaForCausalLM`; each file is written atomically.
+    pub fn save(&self, dir: &Path, dtype: flagcore::DType) -> Result<()> {
+        let mut config =
+            serde_json::to_value(&self.config).map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Some(m) = config.as_object_mut() {
+            m.insert(
+                "architectures".into(),
+                serde_json::json!(["LlamaForCausalLM"]),
+            );
+            m.insert("model_type".into(), "llama".into());
+            let torch_dtype = match dtype {
+                flagcore::DType::BF16 => "bfloat16",
+                flagcore::DType::F16 => "float16",
+                _ => "float32",
+            };
+            m.insert("torch_dtype".into(), torch_dtype.into());
+            // Both spellings: transformers 4 reads `rope_theta`, 5 reads `rope_parameters`.
+            m.insert(
+                "rope_parameters".into(),
+                serde_json::json!({"rope_theta": self.config.rope_theta, "rope_type": "default"}),
+            );
+        }
+        let named = self.named_tensors();
+        let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        flagcore::torch::save_safetensors(
+            &dir.join("model.safetensors"),
+            &refs,
+            Some(dtype),
+            Some(meta),
+        )?;
+        let text = serde_json::to_vec_pretty(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        flagcore::fsutil::write_atomic(&dir.join("config.json"), &text)?;
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        // In f32, cast back before the weight, as Hugging Face's LlamaRMSNorm does.
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.square().mean_dim(-1, true, Kind::Float);
+        let normed = (xf * (var + self.config.rms_norm_eps).rsqrt()).to_kind(x.kind());
+        normed * weight
+    }
+
+    fn attention(&self, layer: &Layer, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+        let (b, t) = (x.size()[0], x.size()[1]);
+        let (hq, hk, d) = (
+            self.config.num_attention_heads as i64,
+            self.config.kv_heads() as i64,
+            self.config.head_dim() as i64,
+        );
+        let proj = |w: &Tensor, heads: i64| {
+            x.linear(w, None::<Tensor>)
+                .view([b, t, heads, d])
+                .transpose(1, 2)
+        };
+        let q = self.rope.apply(&proj(&layer.q, hq), cos, sin);
+        let k = self.rope.apply(&proj(&layer.k, hk), cos, sin);
+        let v = proj(&layer.v, hk);
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            true,
+            None,
+            hq != hk,
+        );
+        out.transpose(1, 2)
+            .reshape([b, t, hq * d])
+            .linear(&layer.o, None::<Tensor>)
+    }
+
+    fn mlp(&self, layer: &Layer, x: &Tensor) -> Tensor {
+        let gate = x.linear(&layer.gate, None::<Tensor>).silu();
+        (gate * x.linear(&layer.up, None::<Tensor>)).linear(&layer.down, None::<Tensor>)
+    }
+
+    /// Logits (B, T, vocab) for token ids (B, T), positions from 0.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let size = ids.size();
+        if size.len() != 2 || size[1] == 0 {
+            return Err(Error::Invalid(format!(
+                "token ids must have shape (batch, length > 0), not {size:?}"
+            )));
+        }
+        if size[1] as usize > self.config.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "{} tokens exceed the model's context of {}",
+                size[1], self.config.max_position_embeddings
+            )));
+        }
+        let (min, max) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if min < 0 || max >= self.config.vocab_size as i64 {
+            return Err(Error::Invalid(format!(
+                "token ids must lie in 0..{}, found {min}..={max}",
+                self.config.vocab_size
+            )));
+        }
+        let (cos, sin) = self.rope.tables(0, size[1]);
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        for layer in &self.layers {
+            x = &x + self.attention(layer, &self.rms_norm(&x, &layer.input_norm), &cos, &sin);
+            x = &x + self.mlp(layer, &self.rms_norm(&x, &layer.post_norm));
+        }
+        let x = self.rms_norm(&x, &self.norm);
+        Ok(x.linear(self.lm_head.as_ref().unwrap_or(&self.embed), None::<Tensor>))
+    }
+}

@@ -1,0 +1,9 @@
+//! The model family: [`LlamaConfig`] and [`Llama`].
+
+mod config;
+mod llama;
+mod rope;
+
+pub use config::LlamaConfig;
+pub use llama::Llama;
+pub use rope::Rope;
