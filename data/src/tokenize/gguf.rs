@@ -68,6 +68,20 @@ pub struct Metadata {
     pub version: u32,
     pub tensor_count: u64,
     pub kv: BTreeMap<String, Value>,
+    /// Tensor directory, in file order.
+    pub tensors: Vec<TensorInfo>,
+    /// Where tensor data starts: the end of the directory, rounded up to `general.alignment`.
+    pub data_offset: u64,
+}
+
+/// One tensor's entry in the directory. `dims` are GGML's order (innermost first), the
+/// reverse of PyTorch's shape; `offset` counts from [`Metadata::data_offset`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ggml_type: u32,
+    pub offset: u64,
 }
 
 struct Reader<R> {
@@ -172,7 +186,35 @@ impl Metadata {
             let v = r.value(ty)?;
             kv.insert(key, v);
         }
+        if tensor_count > MAX_ARRAY {
+            return Err(r.fail(format!("{tensor_count} tensors is implausible")));
+        }
+        let mut tensors = Vec::with_capacity(tensor_count.min(1 << 16) as usize);
+        for _ in 0..tensor_count {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims > 8 {
+                return Err(r.fail(format!("tensor `{name}` has {n_dims} dimensions")));
+            }
+            let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>>>()?;
+            let ggml_type = r.u32()?;
+            let offset = r.u64()?;
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            });
+        }
+        let alignment = kv
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32)
+            .max(1);
+        let data_offset = r.pos.div_ceil(alignment) * alignment;
         Ok(Metadata {
+            tensors,
+            data_offset,
             path: path.to_path_buf(),
             version,
             tensor_count,

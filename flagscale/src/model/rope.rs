@@ -42,7 +42,7 @@ impl Rope {
         let d = *x.size().last().expect("rank 4");
         let rotated = if self.interleaved {
             // (x0, x1) -> (−x1, x0) for each adjacent pair.
-            let pairs = xf.view([-1, d / 2, 2]);
+            let pairs = xf.reshape([-1, d / 2, 2]);
             let (even, odd) = (pairs.select(-1, 0), pairs.select(-1, 1));
             Tensor::stack(&[odd.neg(), even], -1).view(xf.size().as_slice())
         } else {
