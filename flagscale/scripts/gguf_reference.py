@@ -3,7 +3,8 @@ GGUF through the `gguf` package and un-permutes llama.cpp's query/key rows):
 
     python gguf_reference.py MODEL.gguf OUT.safetensors "prompt one" "prompt two" ...
 
-Writes, per prompt i, `ids_i` (its tokenizer's ids, no special tokens) and `logits_i` (fp32).
+Writes, per prompt i, `ids_i` (its tokenizer's ids, no special tokens), `logits_i` (fp32) and
+`greedy_i` (the 12 tokens greedy decoding appends).
 """
 import os, sys, warnings
 
@@ -24,7 +25,9 @@ def main():
         ids = torch.tensor([tok.encode(p, add_special_tokens=False)])
         with torch.no_grad():
             tensors[f"logits_{i}"] = model(input_ids=ids).logits[0].float().contiguous()
+            gen = model.generate(input_ids=ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
         tensors[f"ids_{i}"] = ids[0].contiguous()
+        tensors[f"greedy_{i}"] = gen[0, ids.shape[1]:].contiguous()
     save_file(tensors, out)
     print(f"{len(prompts)} prompts")
 

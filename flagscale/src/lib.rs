@@ -6,6 +6,7 @@
 //! and serving build on it.
 
 mod error;
+pub mod generate;
 pub mod gguf;
 pub mod model;
 

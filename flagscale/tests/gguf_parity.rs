@@ -3,6 +3,7 @@
 //! the same file (it dequantises through the `gguf` package), and our tokenizer converted from
 //! the file gives the ids its tokenizer gives. Needs `cargo xtask test` (assets and Python).
 
+use flagscale::generate::{generate, token_logprobs, FinishReason, SamplingParams};
 use flagscale::model::Llama;
 use std::path::Path;
 
@@ -79,7 +80,62 @@ fn smollm2_gguf_matches_transformers() {
         eprintln!("{prompt:?}: {} tokens, max abs logit diff {diff:.2e} (logits up to {scale:.1}), same argmax: {same_top}", ours.len());
         assert!(diff < 1e-3, "{prompt:?}: {diff}");
         assert!(same_top);
+
+        // Greedy decoding with the KV cache gives transformers' tokens.
+        let prompt_ids: Vec<u32> = ours.iter().map(|&x| x as u32).collect();
+        let params = SamplingParams {
+            max_new_tokens: 12,
+            ..Default::default()
+        };
+        let gen = generate(&model, &tokenizer, &prompt_ids, &params).unwrap();
+        let want: Vec<i64> = Vec::<i64>::try_from(&get(format!("greedy_{i}"))).unwrap();
+        let got: Vec<i64> = gen.tokens.iter().map(|&t| t as i64).collect();
+        eprintln!("  greedy: {:?}", gen.text);
+        assert_eq!(got, want, "greedy continuation of {prompt:?}");
+
+        // The log-probabilities of prompt + continuation are the ones generation reported.
+        let all: Vec<u32> = prompt_ids.iter().chain(&gen.tokens).copied().collect();
+        let lps = token_logprobs(&model, &all).unwrap();
+        for (k, lp) in gen.logprobs.iter().enumerate() {
+            let again = lps[prompt_ids.len() - 1 + k];
+            assert!((lp - again).abs() < 1e-3, "token {k}: {lp} vs {again}");
+        }
     }
+    // A stop string ends the text before it.
+    let prompt_ids: Vec<u32> = tokenizer
+        .encode(PROMPTS[0], false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let full = generate(
+        &model,
+        &tokenizer,
+        &prompt_ids,
+        &SamplingParams {
+            max_new_tokens: 12,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let word = full.text.split_whitespace().nth(1).unwrap().to_string();
+    let stopped = generate(
+        &model,
+        &tokenizer,
+        &prompt_ids,
+        &SamplingParams {
+            max_new_tokens: 12,
+            stop: vec![word.clone()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::Stop);
+    assert!(
+        !stopped.text.contains(&word) && full.text.starts_with(&stopped.text),
+        "{:?} / {:?}",
+        stopped.text,
+        full.text
+    );
 }
 
 #[test]

@@ -160,6 +160,11 @@ impl Llama {
         })
     }
 
+    /// Where the weights live.
+    pub fn device(&self) -> tch::Device {
+        self.embed.device()
+    }
+
     /// Named tensors in Hugging Face's layout (the tied head left out, as `transformers` does).
     pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
         let mut out = vec![("model.embed_tokens.weight".to_string(), &self.embed)];
@@ -229,7 +234,16 @@ impl Llama {
         normed * weight
     }
 
-    fn attention(&self, layer: &Layer, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    /// Self-attention of `x` (B, T, hidden) at positions `start..start+T`; with a cache, the
+    /// new keys and values are appended and attention covers everything cached.
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
         let (hq, hk, d) = (
             self.config.num_attention_heads as i64,
@@ -242,18 +256,40 @@ impl Llama {
                 .transpose(1, 2)
         };
         let q = self.rope.apply(&proj(&layer.q, hq), cos, sin);
-        let k = self.rope.apply(&proj(&layer.k, hk), cos, sin);
-        let v = proj(&layer.v, hk);
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            true,
-            None,
-            hq != hk,
-        );
+        let mut k = self.rope.apply(&proj(&layer.k, hk), cos, sin);
+        let mut v = proj(&layer.v, hk);
+        let past = match cache {
+            Some(c) => {
+                let past = c.k.as_ref().map_or(0, |k| k.size()[2]);
+                if let (Some(pk), Some(pv)) = (&c.k, &c.v) {
+                    k = Tensor::cat(&[pk, &k], 2);
+                    v = Tensor::cat(&[pv, &v], 2);
+                }
+                c.k = Some(k.shallow_clone());
+                c.v = Some(v.shallow_clone());
+                past
+            }
+            None => 0,
+        };
+        // libtorch's causal flag aligns the mask top-left; with cached keys the new queries sit
+        // at the bottom-right, so a chunk of several new tokens gets an explicit mask.
+        let out = if past == 0 || t == 1 {
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                past == 0,
+                None,
+                hq != hk,
+            )
+        } else {
+            let rows = Tensor::arange_start(past, past + t, (Kind::Int64, x.device())).unsqueeze(1);
+            let cols = Tensor::arange(past + t, (Kind::Int64, x.device())).unsqueeze(0);
+            let mask = cols.le_tensor(&rows);
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, hq != hk)
+        };
         out.transpose(1, 2)
             .reshape([b, t, hq * d])
             .linear(&layer.o, None::<Tensor>)
@@ -266,16 +302,24 @@ impl Llama {
 
     /// Logits (B, T, vocab) for token ids (B, T), positions from 0.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_cached(ids, None)
+    }
+
+    /// Like [`forward`](Self::forward), continuing after what `cache` holds (positions follow
+    /// on) and appending the new keys and values to it.
+    pub fn forward_cached(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let size = ids.size();
         if size.len() != 2 || size[1] == 0 {
             return Err(Error::Invalid(format!(
                 "token ids must have shape (batch, length > 0), not {size:?}"
             )));
         }
-        if size[1] as usize > self.config.max_position_embeddings {
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        if (start + size[1]) as usize > self.config.max_position_embeddings {
             return Err(Error::Invalid(format!(
                 "{} tokens exceed the model's context of {}",
-                size[1], self.config.max_position_embeddings
+                start + size[1],
+                self.config.max_position_embeddings
             )));
         }
         let (min, max) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
@@ -285,13 +329,48 @@ impl Llama {
                 self.config.vocab_size
             )));
         }
-        let (cos, sin) = self.rope.tables(0, size[1]);
+        if let Some(c) = cache.as_mut() {
+            c.layers.resize_with(self.layers.len(), LayerCache::default);
+        }
+        let (cos, sin) = self.rope.tables(start, size[1]);
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
-        for layer in &self.layers {
-            x = &x + self.attention(layer, &self.rms_norm(&x, &layer.input_norm), &cos, &sin);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let lc = cache.as_mut().map(|c| &mut c.layers[i]);
+            x = &x + self.attention(layer, &self.rms_norm(&x, &layer.input_norm), &cos, &sin, lc);
             x = &x + self.mlp(layer, &self.rms_norm(&x, &layer.post_norm));
         }
         let x = self.rms_norm(&x, &self.norm);
         Ok(x.linear(self.lm_head.as_ref().unwrap_or(&self.embed), None::<Tensor>))
+    }
+}
+
+/// Keys and values of one layer, (B, KV heads, T, head dim).
+#[derive(Debug, Default)]
+struct LayerCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+}
+
+/// The key/value cache of a generation: what the model has already seen.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> i64 {
+        self.layers
+            .first()
+            .and_then(|l| l.k.as_ref())
+            .map_or(0, |k| k.size()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

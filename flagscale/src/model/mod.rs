@@ -5,5 +5,5 @@ mod llama;
 mod rope;
 
 pub use config::LlamaConfig;
-pub use llama::Llama;
+pub use llama::{KvCache, Llama};
 pub use rope::Rope;

@@ -1,0 +1,153 @@
+//! `flagscale`: inspect and run Aquila/LLaMA-family models (Hugging Face folders or GGUF).
+//! Training and serving arrive with later issues.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flagscale::generate::{generate, SamplingParams};
+use flagscale::model::Llama;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flagscale",
+    version,
+    about = "Aquila-architecture language models on libtorch"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: flagcore::telemetry::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Parameters and FLOPs per token of a checkpoint (Hugging Face folder or .gguf).
+    Info {
+        model: PathBuf,
+        /// Sequence length for the attention term of the training FLOPs.
+        #[arg(long, default_value_t = 2048)]
+        seq_len: usize,
+    },
+    /// Continue a prompt.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long)]
+        top_p: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop before this text (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// cpu, cuda, cuda:N or auto.
+        #[arg(long, default_value = "auto")]
+        device: flagcore::Device,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli
+        .log
+        .init()
+        .map_err(anyhow::Error::from)
+        .and_then(|()| run(cli.command))
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_gguf(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "gguf")
+}
+
+fn load(path: &Path, device: tch::Device) -> anyhow::Result<(Llama, tokenizers::Tokenizer)> {
+    if is_gguf(path) {
+        let model = flagscale::gguf::load(path, flagcore::DType::F32, device)?;
+        let tok = flagdata::tokenize::from_gguf(path, None)?;
+        Ok((model, tok))
+    } else {
+        let model = Llama::load(path, flagcore::DType::F32, device)?;
+        let tok = flagdata::tokenize::load(&path.join("tokenizer.json"))
+            .context("the model folder needs a tokenizer.json")?;
+        Ok((model, tok))
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Info { model, seq_len } => {
+            let cfg = if is_gguf(&model) {
+                let meta = flagdata::tokenize::gguf::Metadata::read(&model)?;
+                flagscale::gguf::config(&meta)?
+            } else {
+                flagscale::model::LlamaConfig::from_file(&model.join("config.json"))?
+            };
+            let n = cfg.parameter_count() as f64;
+            let (l, d) = (cfg.num_hidden_layers as f64, cfg.hidden_size as f64);
+            println!("{}", serde_json::to_string_pretty(&cfg)?);
+            println!("parameters: {:.3} M", n / 1e6);
+            println!("forward FLOPs/token (2N): {:.3} G", 2.0 * n / 1e9);
+            // llm.c's training formula: 6N plus attention's 6·L·d·T (T = sequence length).
+            println!(
+                "training FLOPs/token at T={seq_len} (6N + 6·L·d·T): {:.3} G",
+                (6.0 * n + 6.0 * l * d * seq_len as f64) / 1e9
+            );
+        }
+        Command::Generate {
+            model,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            stop,
+            device,
+        } => {
+            let (m, tok) = load(&model, device.to_tch())?;
+            let ids = tok
+                .encode(prompt.as_str(), false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .get_ids()
+                .to_vec();
+            let eos = ["</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>"]
+                .iter()
+                .filter_map(|t| tok.token_to_id(t))
+                .collect();
+            let params = SamplingParams {
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                stop,
+                eos,
+            };
+            let start = std::time::Instant::now();
+            let g = generate(&m, &tok, &ids, &params)?;
+            println!("{prompt}{}", g.text);
+            eprintln!(
+                "{} tokens in {:.2} s ({:?})",
+                g.tokens.len(),
+                start.elapsed().as_secs_f64(),
+                g.finish_reason
+            );
+        }
+    }
+    Ok(())
+}
