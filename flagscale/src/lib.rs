@@ -9,5 +9,6 @@ mod error;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -160,6 +160,15 @@ impl Llama {
         })
     }
 
+    /// Handles to every parameter (named as in [`named_tensors`](Self::named_tensors)), with
+    /// gradients switched on: what an optimizer updates in place.
+    pub fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.set_requires_grad(true)))
+            .collect()
+    }
+
     /// Where the weights live.
     pub fn device(&self) -> tch::Device {
         self.embed.device()

@@ -1,0 +1,13 @@
+//! Training: samples from Megatron indexed datasets blended by weight, AdamW with warmup and
+//! cosine decay, gradient clipping and accumulation, and checkpoints that resume the exact
+//! loss curve.
+
+mod blend;
+mod data;
+mod optim;
+mod trainer;
+
+pub use blend::blending_indices;
+pub use data::GptDataset;
+pub use optim::{AdamW, LrSchedule};
+pub use trainer::{init_model, StepStats, TrainConfig, Trainer};

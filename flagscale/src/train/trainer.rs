@@ -1,0 +1,284 @@
+//! The training loop: micro-batches from the blended datasets, loss averaged over gradient
+//! accumulation, clipping, AdamW under the schedule, and checkpoints written atomically
+//! (a crash never damages the last complete one) that resume the exact loss curve.
+
+use super::{blending_indices, AdamW, GptDataset, LrSchedule};
+use crate::model::{Llama, LlamaConfig};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seq_len: usize,
+    pub micro_batch: usize,
+    pub grad_accum: usize,
+    pub schedule: LrSchedule,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0 turns clipping off).
+    pub clip_grad: f64,
+    pub seed: u64,
+    /// Indexed dataset prefixes and their blend weights.
+    pub data: Vec<(PathBuf, f64)>,
+    /// Checkpoints kept (older ones are deleted after a new one is complete).
+    pub keep_last: usize,
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    pub step: usize,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub lr: f64,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TrainerState {
+    step: usize,
+    consumed_samples: usize,
+    config: TrainConfig,
+}
+
+#[derive(Debug)]
+pub struct Trainer {
+    pub model: Llama,
+    pub config: TrainConfig,
+    opt: AdamW,
+    datasets: Vec<GptDataset>,
+    blend: Vec<(usize, usize)>,
+    pub step: usize,
+    pub consumed_samples: usize,
+}
+
+impl Trainer {
+    pub fn new(model: Llama, config: TrainConfig) -> Result<Self> {
+        if config.data.is_empty() || config.micro_batch == 0 || config.grad_accum == 0 {
+            return Err(Error::Invalid(
+                "training needs data, micro_batch ≥ 1 and grad_accum ≥ 1".into(),
+            ));
+        }
+        if config.seq_len > model.config.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "seq_len {} exceeds the model's context {}",
+                config.seq_len, model.config.max_position_embeddings
+            )));
+        }
+        let datasets = config
+            .data
+            .iter()
+            .map(|(p, _)| GptDataset::open(p, config.seq_len, config.seed))
+            .collect::<Result<Vec<_>>>()?;
+        let weights: Vec<f64> = config.data.iter().map(|(_, w)| *w).collect();
+        if weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+            return Err(Error::Invalid("blend weights must be positive".into()));
+        }
+        let total = config.schedule.total_steps * config.micro_batch * config.grad_accum;
+        let blend = blending_indices(&weights, total);
+        let params = model.trainable_parameters();
+        let opt = AdamW::new(
+            params,
+            config.beta1,
+            config.beta2,
+            config.eps,
+            config.weight_decay,
+        );
+        Ok(Trainer {
+            model,
+            config,
+            opt,
+            datasets,
+            blend,
+            step: 0,
+            consumed_samples: 0,
+        })
+    }
+
+    fn batch(&self, first: usize) -> Result<Tensor> {
+        let mut rows = Vec::with_capacity(self.config.micro_batch);
+        for s in first..first + self.config.micro_batch {
+            let (d, i) = *self.blend.get(s).ok_or_else(|| {
+                Error::Invalid(format!("sample {s} is past the schedule's total steps"))
+            })?;
+            rows.push(Tensor::from_slice(&self.datasets[d].sample(i)?));
+        }
+        Ok(Tensor::stack(&rows, 0).to_device(self.model.device()))
+    }
+
+    /// One optimizer step over `grad_accum` micro-batches.
+    pub fn train_step(&mut self) -> Result<StepStats> {
+        let (b, t) = (self.config.micro_batch, self.config.seq_len as i64);
+        let mut loss_sum = 0.0;
+        for _ in 0..self.config.grad_accum {
+            let tokens = self.batch(self.consumed_samples)?;
+            self.consumed_samples += b;
+            let (input, target) = (tokens.narrow(1, 0, t), tokens.narrow(1, 1, t));
+            let logits = self.model.forward(&input)?;
+            let loss = logits
+                .view([-1, self.model.config.vocab_size as i64])
+                .to_kind(Kind::Float)
+                .cross_entropy_for_logits(&target.reshape([-1]));
+            loss_sum += loss.double_value(&[]);
+            (loss / self.config.grad_accum as f64).backward();
+        }
+        let grad_norm = self.opt.clip_grad_norm(self.config.clip_grad);
+        let lr = self.config.schedule.at(self.step);
+        self.opt.step(lr);
+        self.step += 1;
+        Ok(StepStats {
+            step: self.step,
+            loss: loss_sum / self.config.grad_accum as f64,
+            grad_norm,
+            lr,
+            tokens: b * self.config.grad_accum * t as usize,
+        })
+    }
+
+    /// Writes `<dir>/step-<N>/` (model as a Hugging Face folder, optimizer moments, trainer
+    /// state) into a scratch folder renamed into place, then keeps the last `keep_last`.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
+        let final_dir = dir.join(format!("step-{:08}", self.step));
+        let scratch = dir.join(format!(".partial-step-{:08}", self.step));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).map_err(|e| Error::Io {
+            path: scratch.clone(),
+            error: e,
+        })?;
+        self.model.save(&scratch, flagcore::DType::F32)?;
+        let state = self.opt.state();
+        let refs: Vec<(&str, &Tensor)> = state.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        flagcore::torch::save_safetensors(
+            &scratch.join("optimizer.safetensors"),
+            &refs,
+            None,
+            None,
+        )?;
+        let ts = TrainerState {
+            step: self.step,
+            consumed_samples: self.consumed_samples,
+            config: self.config.clone(),
+        };
+        flagcore::fsutil::write_atomic(
+            &scratch.join("trainer_state.json"),
+            &serde_json::to_vec_pretty(&ts).map_err(|e| Error::Invalid(e.to_string()))?,
+        )?;
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(&scratch, &final_dir).map_err(|e| Error::Io {
+            path: final_dir.clone(),
+            error: e,
+        })?;
+        let mut all = checkpoints(dir)?;
+        while all.len() > self.config.keep_last.max(1) {
+            let old = all.remove(0);
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(final_dir)
+    }
+
+    /// Continues from the newest complete checkpoint under `dir`.
+    pub fn resume(dir: &Path, device: tch::Device) -> Result<Self> {
+        let last = checkpoints(dir)?.pop().ok_or_else(|| {
+            Error::Invalid(format!("no complete checkpoint under {}", dir.display()))
+        })?;
+        let state_path = last.join("trainer_state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::Io {
+            path: state_path.clone(),
+            error: e,
+        })?;
+        let state: TrainerState = serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", state_path.display())))?;
+        let model = Llama::load(&last, flagcore::DType::F32, device)?;
+        let mut trainer = Trainer::new(model, state.config)?;
+        let saved: HashMap<String, Tensor> =
+            flagcore::torch::load_safetensors(&last.join("optimizer.safetensors"), None, device)?
+                .into_iter()
+                .collect();
+        trainer.opt.load_state(saved, state.step)?;
+        trainer.step = state.step;
+        trainer.consumed_samples = state.consumed_samples;
+        Ok(trainer)
+    }
+}
+
+/// Complete checkpoints (`step-N` folders with a trainer state), oldest first.
+fn checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                    && p.join("trainer_state.json").is_file()
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Error::Io {
+                path: dir.to_path_buf(),
+                error: e,
+            })
+        }
+    };
+    out.sort();
+    Ok(out)
+}
+
+/// A freshly initialised model: normal(0, 0.02) matrices and unit norms. The values come from
+/// a SplitMix64 stream seeded by `seed` (Box-Muller for normals), not libtorch's global
+/// generator, so they are the same whatever else the process draws and on every device.
+pub fn init_model(config: LlamaConfig, seed: u64, device: tch::Device) -> Result<Llama> {
+    let (h, f, v) = (
+        config.hidden_size as i64,
+        config.intermediate_size as i64,
+        config.vocab_size as i64,
+    );
+    let (q, kv) = (
+        (config.num_attention_heads * config.head_dim()) as i64,
+        (config.kv_heads() * config.head_dim()) as i64,
+    );
+    let state = std::cell::Cell::new(seed);
+    let uniform = || {
+        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(s);
+        let mut z = (s ^ (s >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let normal = |shape: &[i64]| {
+        let n: i64 = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let (u1, u2) = (uniform(), uniform());
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * 0.02) as f32
+            })
+            .collect();
+        Tensor::from_slice(&values).view(shape).to_device(device)
+    };
+    let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, device));
+    let mut t = HashMap::new();
+    t.insert("model.embed_tokens.weight".to_string(), normal(&[v, h]));
+    for i in 0..config.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        t.insert(p("input_layernorm.weight"), ones(&[h]));
+        t.insert(p("self_attn.q_proj.weight"), normal(&[q, h]));
+        t.insert(p("self_attn.k_proj.weight"), normal(&[kv, h]));
+        t.insert(p("self_attn.v_proj.weight"), normal(&[kv, h]));
+        t.insert(p("self_attn.o_proj.weight"), normal(&[h, q]));
+        t.insert(p("post_attention_layernorm.weight"), ones(&[h]));
+        t.insert(p("mlp.gate_proj.weight"), normal(&[f, h]));
+        t.insert(p("mlp.up_proj.weight"), normal(&[f, h]));
+        t.insert(p("mlp.down_proj.weight"), normal(&[h, f]));
+    }
+    t.insert("model.norm.weight".to_string(), ones(&[h]));
+    if !config.tie_word_embeddings {
+        t.insert("lm_head.weight".to_string(), normal(&[v, h]));
+    }
+    Llama::from_tensors(config, t, Path::new("initialisation"))
+}
