@@ -1,5 +1,5 @@
-//! `flagscale`: inspect and run Aquila/LLaMA-family models (Hugging Face folders or GGUF).
-//! Training and serving arrive with later issues.
+//! `flagscale`: train, inspect and run Aquila/LLaMA-family models (Hugging Face folders or
+//! GGUF). Serving arrives with a later issue.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -22,6 +22,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train (or resume) the experiment a FlagScale-layout config describes.
+    Train {
+        config: PathBuf,
+        /// Overrides such as `model.optimizer.lr=1e-4`, after `--`.
+        #[arg(last = true)]
+        overrides: Vec<String>,
+    },
     /// Parameters and FLOPs per token of a checkpoint (Hugging Face folder or .gguf).
     Info {
         model: PathBuf,
@@ -88,8 +95,96 @@ fn load(path: &Path, device: tch::Device) -> anyhow::Result<(Llama, tokenizers::
     }
 }
 
+fn train(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
+    use flagscale::train::config::{flops_per_token, peak_flops, ExperimentConfig};
+    use flagscale::train::{init_model, Trainer};
+    let (cfg, resolved) = ExperimentConfig::load(config, overrides)?;
+    let device = cfg.system.device.resolve_tch()?;
+    let exp = &cfg.experiment.exp_dir;
+    let ckpts = exp.join("checkpoints");
+    let wanted = cfg.train_config();
+    let mut trainer = match Trainer::resume(&ckpts, device) {
+        Ok(mut t) => {
+            let mut saved = t.config.clone();
+            saved.schedule.total_steps = wanted.schedule.total_steps;
+            saved.keep_last = wanted.keep_last;
+            anyhow::ensure!(
+                saved == wanted,
+                "{} holds checkpoints of a different training config; use a new exp_dir",
+                ckpts.display()
+            );
+            t.config = wanted;
+            eprintln!(
+                "resuming at step {} ({} samples consumed)",
+                t.step, t.consumed_samples
+            );
+            t
+        }
+        // A crash before the first checkpoint completed leaves only scratch folders: start over.
+        Err(flagscale::Error::Invalid(m)) if m.starts_with("no complete checkpoint") => {
+            Trainer::new(
+                init_model(cfg.model.architecture.clone(), cfg.experiment.seed, device)?,
+                wanted,
+            )?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut manifest = flagcore::Manifest::begin("flagscale train", env!("CARGO_PKG_VERSION"))
+        .with_config(&resolved)?
+        .with_seed(cfg.experiment.seed)
+        .with_libtorch(flagcore::torch::libtorch_version());
+    manifest.add_input(config)?;
+    let mut metrics = flagcore::telemetry::MetricsWriter::open(&exp.join("logs/metrics.jsonl"))?;
+    let host = flagcore::manifest::HostInfo::detect();
+    let peak = if device.is_cuda() {
+        host.gpus.first().and_then(|g| peak_flops(g))
+    } else {
+        None
+    };
+    let per_token = flops_per_token(&cfg.model.architecture, cfg.model.seq_length);
+    tracing::info!(
+        params = cfg.model.architecture.parameter_count(),
+        flops_per_token = per_token,
+        "FLOPs/token by llm.c's formula 6N + 6·L·d·T, attention not halved for causality"
+    );
+    let total = cfg.model.train_steps;
+    let bar = flagcore::telemetry::progress_bar(total as u64, "train");
+    bar.set_position(trainer.step as u64);
+    while trainer.step < total {
+        let start = std::time::Instant::now();
+        let s = trainer.train_step()?;
+        let secs = start.elapsed().as_secs_f64();
+        let tflops = per_token * s.tokens as f64 / secs / 1e12;
+        bar.inc(1);
+        if s.step % cfg.system.log_interval == 0 || s.step == total {
+            metrics.write(&serde_json::json!({
+                "step": s.step, "loss": s.loss, "grad_norm": s.grad_norm, "lr": s.lr,
+                "tokens_per_s": s.tokens as f64 / secs, "tflops": tflops,
+                "mfu": peak.map(|p| tflops * 1e12 / p), "flops_formula": "6N+6LdT",
+            }))?;
+        }
+        if s.step % cfg.system.save_interval == 0 || s.step == total {
+            let dir = trainer.save_checkpoint(&ckpts)?;
+            if let Some(tok) = &cfg.data.tokenizer {
+                std::fs::copy(tok, dir.join("tokenizer.json"))
+                    .with_context(|| format!("copying {}", tok.display()))?;
+            }
+            manifest.add_output(&dir.join("model.safetensors"))?;
+        }
+    }
+    bar.finish_and_clear();
+    for (prefix, _) in &cfg.train_config().data {
+        manifest.add_input(&flagdata::indexed::idx_path(prefix))?;
+    }
+    manifest.finish();
+    manifest.write_beside(exp)?;
+    println!("trained to step {} in {}", trainer.step, exp.display());
+    Ok(())
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Train { config, overrides } => train(&config, &overrides)?,
         Command::Info { model, seq_len } => {
             let cfg = if is_gguf(&model) {
                 let meta = flagdata::tokenize::gguf::Metadata::read(&model)?;

@@ -38,5 +38,7 @@ mod tests {
         let many = blending_indices(&[1.0, 2.0, 7.0], 1000);
         let c2 = many.iter().filter(|p| p.0 == 2).count();
         assert_eq!(c2, 700);
+        // A longer blend starts with the shorter one (resumed runs may grow).
+        assert_eq!(&blending_indices(&[1.0, 2.0, 7.0], 1500)[..1000], &many[..]);
     }
 }

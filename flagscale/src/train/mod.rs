@@ -3,6 +3,7 @@
 //! loss curve.
 
 mod blend;
+pub mod config;
 mod data;
 mod optim;
 mod trainer;

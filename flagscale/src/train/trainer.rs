@@ -100,12 +100,16 @@ impl Trainer {
         })
     }
 
-    fn batch(&self, first: usize) -> Result<Tensor> {
+    fn batch(&mut self, first: usize) -> Result<Tensor> {
+        let end = first + self.config.micro_batch;
+        if end > self.blend.len() {
+            // The blend of a longer run starts with the blend of a shorter one, so it can grow
+            // (a resumed run with more steps) without changing the samples already seen.
+            let weights: Vec<f64> = self.config.data.iter().map(|(_, w)| *w).collect();
+            self.blend = blending_indices(&weights, end.max(2 * self.blend.len()));
+        }
         let mut rows = Vec::with_capacity(self.config.micro_batch);
-        for s in first..first + self.config.micro_batch {
-            let (d, i) = *self.blend.get(s).ok_or_else(|| {
-                Error::Invalid(format!("sample {s} is past the schedule's total steps"))
-            })?;
+        for &(d, i) in &self.blend[first..end] {
             rows.push(Tensor::from_slice(&self.datasets[d].sample(i)?));
         }
         Ok(Tensor::stack(&rows, 0).to_device(self.model.device()))

@@ -1,0 +1,224 @@
+//! Training configs in FlagScale's layout: `experiment` (name, folder, seed), `system`
+//! (device, precision, logging and checkpoint intervals), `model` (architecture, optimizer,
+//! schedule, batch) and `data` (Megatron-style `data_path` of weights and prefixes), loaded
+//! through `flagcore::config`, so command-line overrides (`model.optimizer.lr=1e-4`) apply.
+
+use super::{LrSchedule, TrainConfig};
+use crate::model::LlamaConfig;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub exp_name: String,
+    pub exp_dir: PathBuf,
+    #[serde(default = "seed")]
+    pub seed: u64,
+}
+
+fn seed() -> u64 {
+    1234
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    #[serde(default)]
+    pub device: flagcore::Device,
+    /// `fp32` (CPU and CUDA) is what this build trains in.
+    #[serde(default = "fp32")]
+    pub precision: String,
+    #[serde(default = "one")]
+    pub log_interval: usize,
+    #[serde(default = "hundred")]
+    pub save_interval: usize,
+    #[serde(default = "three")]
+    pub keep_last: usize,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+fn one() -> usize {
+    1
+}
+fn hundred() -> usize {
+    100
+}
+fn three() -> usize {
+    3
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    pub lr: f64,
+    #[serde(default)]
+    pub min_lr: f64,
+    #[serde(default = "wd")]
+    pub weight_decay: f64,
+    #[serde(default = "b1")]
+    pub beta1: f64,
+    #[serde(default = "b2")]
+    pub beta2: f64,
+    #[serde(default = "eps")]
+    pub eps: f64,
+    #[serde(default = "clip")]
+    pub clip_grad: f64,
+}
+
+fn wd() -> f64 {
+    0.1
+}
+fn b1() -> f64 {
+    0.9
+}
+fn b2() -> f64 {
+    0.95
+}
+fn eps() -> f64 {
+    1e-8
+}
+fn clip() -> f64 {
+    1.0
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    pub architecture: LlamaConfig,
+    pub optimizer: Optimizer,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    pub train_steps: usize,
+    pub seq_length: usize,
+    pub micro_batch_size: usize,
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Megatron's layout: `[weight, prefix, weight, prefix, ...]`, or prefixes alone (equal weights).
+    pub data_path: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub experiment: Experiment,
+    pub system: System,
+    pub model: Model,
+    pub data: Data,
+}
+
+impl ExperimentConfig {
+    pub fn load(path: &Path, overrides: &[String]) -> Result<(Self, serde_json::Value)> {
+        let resolved = flagcore::config::ConfigLoader::new()
+            .file(path)
+            .overrides(overrides)
+            .resolve()?;
+        let cfg: ExperimentConfig = resolved.parse()?;
+        let fail = |field: &str, message: String| Error::Config {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message,
+        };
+        cfg.model.architecture.validate(path)?;
+        if cfg.system.precision != "fp32" {
+            return Err(fail(
+                "system.precision",
+                format!(
+                    "`{}`: this build trains in fp32 (bf16 autocast is not there yet)",
+                    cfg.system.precision
+                ),
+            ));
+        }
+        if cfg.model.train_steps == 0
+            || cfg.model.micro_batch_size == 0
+            || cfg.model.grad_accum == 0
+            || cfg.model.seq_length == 0
+        {
+            return Err(fail(
+                "model",
+                "train_steps, seq_length, micro_batch_size and grad_accum must be positive".into(),
+            ));
+        }
+        cfg.data_paths().map_err(|m| fail("data.data_path", m))?;
+        Ok((cfg, resolved.value().clone()))
+    }
+
+    /// `(prefix, weight)` pairs from `data_path`.
+    pub fn data_paths(&self) -> std::result::Result<Vec<(PathBuf, f64)>, String> {
+        let items = &self.data.data_path;
+        if items.is_empty() {
+            return Err("no datasets listed".into());
+        }
+        if items.iter().all(|v| v.is_string()) {
+            return Ok(items
+                .iter()
+                .map(|v| (PathBuf::from(v.as_str().unwrap_or_default()), 1.0))
+                .collect());
+        }
+        if items.len() % 2 != 0 {
+            return Err("expected weight, prefix pairs".into());
+        }
+        items
+            .chunks(2)
+            .map(|p| match (p[0].as_f64(), p[1].as_str()) {
+                (Some(w), Some(prefix)) if w > 0.0 => Ok((PathBuf::from(prefix), w)),
+                _ => Err(format!(
+                    "`{}, {}` is not a positive weight and a prefix",
+                    p[0], p[1]
+                )),
+            })
+            .collect()
+    }
+
+    pub fn train_config(&self) -> TrainConfig {
+        let m = &self.model;
+        TrainConfig {
+            seq_len: m.seq_length,
+            micro_batch: m.micro_batch_size,
+            grad_accum: m.grad_accum,
+            schedule: LrSchedule {
+                lr: m.optimizer.lr,
+                min_lr: m.optimizer.min_lr,
+                warmup_steps: m.warmup_steps,
+                total_steps: m.train_steps,
+            },
+            beta1: m.optimizer.beta1,
+            beta2: m.optimizer.beta2,
+            eps: m.optimizer.eps,
+            weight_decay: m.optimizer.weight_decay,
+            clip_grad: m.optimizer.clip_grad,
+            seed: self.experiment.seed,
+            data: self.data_paths().unwrap_or_default(),
+            keep_last: self.system.keep_last,
+        }
+    }
+}
+
+/// Peak dense bf16 throughput of known accelerators (never the 2:4-sparse figure).
+pub fn peak_flops(gpu_name: &str) -> Option<f64> {
+    let n = gpu_name.to_ascii_uppercase();
+    if n.contains("H100") || n.contains("H200") {
+        Some(989.5e12)
+    } else if n.contains("A100") {
+        Some(312e12)
+    } else {
+        None
+    }
+}
+
+/// Training FLOPs per token, llm.c's formula: 6N + 6·L·d·T (N parameters, L layers, d hidden
+/// size, T sequence length; attention counted without causal halving).
+pub fn flops_per_token(cfg: &LlamaConfig, seq_len: usize) -> f64 {
+    6.0 * cfg.parameter_count() as f64
+        + 6.0 * cfg.num_hidden_layers as f64 * cfg.hidden_size as f64 * seq_len as f64
+}
