@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: prepares the peer (datatrove 0.10.1 with spaCy, in a virtual
-//! environment in the cache) and runs `flagdata bench` in release mode against it.
+//! `cargo xtask bench`: prepares the peers (datatrove 0.10.1 with spaCy, in a virtual
+//! environment in the cache; PyTorch from the libtorch install) and runs `flagdata bench` and
+//! `flagscale bench` in release mode against them.
 
 use anyhow::Context;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 const PEER: &[&str] = &["datatrove[processing]==0.10.1", "spacy==3.8.18"];
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
-    crate::libtorch::ensure(root)?;
+    let lt = crate::libtorch::ensure(root)?;
     crate::assets::fetch_all()?;
     let venv = crate::libtorch::cache_root()?.join("datatrove-0.10.1-venv");
     let python = venv.join("bin/python");
@@ -29,18 +30,34 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         std::fs::write(venv.join("READY"), PEER.join("\n"))?;
     }
     let p = python.to_str().context("cache path is not UTF-8")?;
-    crate::cmd::run(
-        root,
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "-p",
-            "flagdata",
-            "--",
-            "bench",
-            "--datatrove-python",
-            p,
-        ],
-    )
+    let flagdata = [
+        "run",
+        "--release",
+        "-p",
+        "flagdata",
+        "--",
+        "bench",
+        "--datatrove-python",
+        p,
+    ];
+    crate::cmd::run(root, "cargo", &flagdata)?;
+    // PyTorch eager from the same libtorch install: `<site>/torch` is the libtorch root.
+    let torch_dir = lt.root.canonicalize().unwrap_or(lt.root.clone());
+    let flagscale = ["run", "--release", "-p", "flagscale", "--", "bench"];
+    match torch_dir
+        .parent()
+        .filter(|site| site.join("torch/__init__.py").is_file())
+    {
+        Some(site) => {
+            std::env::set_var("PYTHONPATH", site);
+            let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+            let mut args = flagscale.to_vec();
+            args.extend(["--python", py.as_str()]);
+            crate::cmd::run(root, "cargo", &args)
+        }
+        None => {
+            eprintln!("note: libtorch is not a PyPI torch install: flagscale bench runs without its PyTorch reference");
+            crate::cmd::run(root, "cargo", &flagscale)
+        }
+    }
 }

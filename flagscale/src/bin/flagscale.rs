@@ -29,6 +29,31 @@ enum Command {
         #[arg(last = true)]
         overrides: Vec<String>,
     },
+    /// Training step time on random tokens, beside PyTorch eager on the same model and batch
+    /// (`scripts/torch_train_cpu.py`, run with `--python`), in one run; prints the ratio.
+    Bench {
+        #[arg(long, default_value_t = 8000)]
+        vocab: usize,
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long, default_value_t = 4)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 688)]
+        ffn: usize,
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// A Python that imports torch (the same libtorch), for the reference run.
+        #[arg(long, env = "FLAGSCALE_BENCH_PYTHON")]
+        python: Option<PathBuf>,
+    },
     /// Parameters and FLOPs per token of a checkpoint (Hugging Face folder or .gguf).
     Info {
         model: PathBuf,
@@ -182,8 +207,150 @@ fn train(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    vocab: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    ffn: usize,
+    seq: usize,
+    batch: usize,
+    steps: usize,
+    python: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use flagscale::train::{init_model, LrSchedule, TrainConfig, Trainer};
+    let cfg: flagscale::model::LlamaConfig = serde_json::from_value(serde_json::json!({
+        "hidden_size": hidden, "intermediate_size": ffn, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "vocab_size": vocab,
+        "max_position_embeddings": seq, "rms_norm_eps": 1e-6
+    }))?;
+    cfg.validate(Path::new("bench"))?;
+    // Random tokens in an indexed dataset, so the step includes our real data path.
+    let dir = tempfile_dir()?;
+    let prefix = dir.join("random");
+    let dtype = flagdata::indexed::TokenDType::for_vocab(vocab);
+    let mut w = flagdata::indexed::IndexedWriter::create(&prefix, dtype)?;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..(batch * (steps + 2) + 1) {
+        let doc: Vec<u32> = (0..seq)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % vocab as u64) as u32
+            })
+            .collect();
+        w.add_document(&doc)?;
+    }
+    w.finish()?;
+    let tc = TrainConfig {
+        seq_len: seq,
+        micro_batch: batch,
+        grad_accum: 1,
+        schedule: LrSchedule {
+            lr: 3e-4,
+            min_lr: 3e-4,
+            warmup_steps: 0,
+            total_steps: steps + 2,
+        },
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        clip_grad: 1.0,
+        seed: 0,
+        data: vec![(prefix, 1.0)],
+        keep_last: 1,
+    };
+    let mut t = Trainer::new(init_model(cfg.clone(), 0, tch::Device::Cpu)?, tc)?;
+    for _ in 0..2 {
+        t.train_step()?;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_train_cpu.py");
+    let args: Vec<String> = [
+        vocab, hidden, layers, heads, kv_heads, ffn, seq, batch, steps,
+    ]
+    .iter()
+    .map(|v| v.to_string())
+    .collect();
+    // Rounds alternate ours and PyTorch's, and the medians are compared, so drift in a shared
+    // machine's load hits both sides alike.
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let start = std::time::Instant::now();
+        for _ in 0..steps {
+            if t.step >= t.config.schedule.total_steps {
+                t.config.schedule.total_steps += steps;
+            }
+            t.train_step()?;
+        }
+        ours.push(start.elapsed().as_secs_f64() / steps as f64 * 1e3);
+        if let Some(py) = &python {
+            let out = std::process::Command::new(py)
+                .arg(&script)
+                .args(&args)
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "PyTorch reference failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            theirs.push(
+                text.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .context("unexpected reference output")?,
+            );
+        }
+        eprintln!(
+            "round {round}: flagscale {:.1} ms{}",
+            ours[round],
+            theirs
+                .get(round)
+                .map(|t| format!(", PyTorch {t:.1} ms"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    };
+    let ours = median(&mut ours);
+    println!("flagscale: {ours:.2} ms/step median of 3 rounds ({} parameters, batch {batch} x {seq}, fp32, {} threads)", cfg.parameter_count(), tch::get_num_threads());
+    if !theirs.is_empty() {
+        let theirs = median(&mut theirs);
+        println!("PyTorch eager: {theirs:.2} ms/step median of 3 rounds");
+        println!("ratio flagscale/PyTorch: {:.3}", ours / theirs);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("flagscale-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Bench {
+            vocab,
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            ffn,
+            seq,
+            batch,
+            steps,
+            python,
+        } => bench(
+            vocab, hidden, layers, heads, kv_heads, ffn, seq, batch, steps, python,
+        )?,
         Command::Train { config, overrides } => train(&config, &overrides)?,
         Command::Info { model, seq_len } => {
             let cfg = if is_gguf(&model) {

@@ -236,6 +236,14 @@ impl Llama {
     }
 
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Tensor {
+        if x.kind() == Kind::Float {
+            // libtorch's fused kernel; in f32 it computes exactly the steps below.
+            return x.rms_norm(
+                [self.config.hidden_size as i64],
+                Some(weight),
+                self.config.rms_norm_eps,
+            );
+        }
         // In f32, cast back before the weight, as Hugging Face's LlamaRMSNorm does.
         let xf = x.to_kind(Kind::Float);
         let var = xf.square().mean_dim(-1, true, Kind::Float);

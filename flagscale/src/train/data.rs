@@ -13,6 +13,8 @@ pub struct GptDataset {
     seed: u64,
     /// Samples per epoch.
     per_epoch: usize,
+    /// The document order of the last epoch read, and where each document starts in it.
+    order: Option<(u64, Vec<usize>, Vec<usize>)>,
 }
 
 fn order_key(seed: u64, epoch: u64, doc: usize) -> u64 {
@@ -40,6 +42,7 @@ impl GptDataset {
             data,
             seq_len,
             seed,
+            order: None,
         })
     }
 
@@ -48,29 +51,37 @@ impl GptDataset {
     }
 
     /// Sample `i` (any index: epochs repeat with a new document order): `seq_len + 1` tokens.
-    pub fn sample(&self, i: usize) -> Result<Vec<i64>> {
+    pub fn sample(&mut self, i: usize) -> Result<Vec<i64>> {
         let epoch = (i / self.per_epoch) as u64;
         let start = (i % self.per_epoch) * self.seq_len;
-        let mut order: Vec<usize> = (0..self.data.len()).collect();
-        order.sort_by_key(|&d| order_key(self.seed, epoch, d));
+        if self.order.as_ref().is_none_or(|(e, _, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..self.data.len()).collect();
+            order.sort_by_key(|&d| order_key(self.seed, epoch, d));
+            let lengths = self.data.sequence_lengths();
+            let mut starts = Vec::with_capacity(order.len());
+            let mut pos = 0usize;
+            for &d in &order {
+                starts.push(pos);
+                pos += lengths[d] as usize;
+            }
+            self.order = Some((epoch, order, starts));
+        }
+        let (_, order, starts) = self.order.as_ref().expect("set above");
         let lengths = self.data.sequence_lengths();
+        // The document holding token `start`: the last one starting at or before it.
+        let mut k = starts.partition_point(|&s| s <= start).saturating_sub(1);
         let mut out = Vec::with_capacity(self.seq_len + 1);
-        let mut pos = 0usize;
-        for &d in &order {
+        while out.len() < self.seq_len + 1 && k < order.len() {
+            let d = order[k];
+            let from = start.saturating_sub(starts[k]);
             let len = lengths[d] as usize;
-            if pos + len <= start {
-                pos += len;
-                continue;
+            if from < len {
+                let take = (len - from).min(self.seq_len + 1 - out.len());
+                self.data
+                    .read_into(d, from, take, &mut out)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
             }
-            let from = start.saturating_sub(pos);
-            let take = (len - from).min(self.seq_len + 1 - out.len());
-            self.data
-                .read_into(d, from, take, &mut out)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            pos += len;
-            if out.len() == self.seq_len + 1 {
-                break;
-            }
+            k += 1;
         }
         Ok(out)
     }

@@ -112,14 +112,20 @@ impl AdamW {
             for (((_, p, decay), m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v)
             {
                 let g = p.grad().to_kind(Kind::Float);
-                let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
-                let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
-                let denom = (&*v / bc2).sqrt() + self.eps;
-                let mut update = (&*m / bc1) / denom;
+                // In place, as PyTorch's AdamW: m ← lerp(m, g, 1−β1), v ← lerp(v, g², 1−β2),
+                // p ← p·(1 − lr·λ) − (lr/bc1)·m / (√v/√bc2 + ε).
+                let _ = m.lerp_(&g, 1.0 - b1);
+                let _ = v.lerp_(&g.square(), 1.0 - b2);
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bc2.sqrt()).g_add_scalar_(self.eps);
                 if *decay && self.weight_decay > 0.0 {
-                    update += p.to_kind(Kind::Float) * self.weight_decay;
+                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }
-                let _ = p.g_add_(&(update * -lr).to_kind(p.kind()));
+                if p.kind() == Kind::Float {
+                    let _ = p.addcdiv_(&(&*m * (-lr / bc1)), &denom);
+                } else {
+                    let _ = p.g_add_(&((&*m * (-lr / bc1)) / &denom).to_kind(p.kind()));
+                }
                 p.zero_grad();
             }
         });
