@@ -9,6 +9,7 @@ mod error;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod serve;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -54,6 +54,24 @@ enum Command {
         #[arg(long, env = "FLAGSCALE_BENCH_PYTHON")]
         python: Option<PathBuf>,
     },
+    /// Serve an OpenAI-compatible API (`/v1/completions` with echo + logprobs, `/tokenize`,
+    /// `/health`) on loopback unless told otherwise.
+    Serve {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, env = "FLAGSCALE_HOST", default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, env = "FLAGSCALE_PORT", default_value_t = 8000)]
+        port: u16,
+        /// Require `Authorization: Bearer KEY`.
+        #[arg(long, env = "FLAGSCALE_API_KEY")]
+        api_key: Option<String>,
+        /// Largest request body in bytes (413 above).
+        #[arg(long, default_value_t = 2 << 20)]
+        max_body: usize,
+        #[arg(long, default_value = "auto")]
+        device: flagcore::Device,
+    },
     /// Parameters and FLOPs per token of a checkpoint (Hugging Face folder or .gguf).
     Info {
         model: PathBuf,
@@ -335,8 +353,54 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+fn serve(
+    model: &Path,
+    host: &str,
+    port: u16,
+    api_key: Option<String>,
+    max_body: usize,
+    device: flagcore::Device,
+) -> anyhow::Result<()> {
+    let (m, tokenizer) = load(model, device.to_tch())?;
+    let name = model
+        .file_stem()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let state = std::sync::Arc::new(flagscale::serve::AppState {
+        model: std::sync::Mutex::new(m),
+        tokenizer,
+        model_name: name,
+        api_key,
+    });
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("binding {host}:{port}"))?;
+        eprintln!(
+            "serving {} on http://{}",
+            model.display(),
+            listener.local_addr()?
+        );
+        axum::serve(listener, flagscale::serve::router(state, max_body))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        anyhow::Ok(())
+    })
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Serve {
+            model,
+            host,
+            port,
+            api_key,
+            max_body,
+            device,
+        } => serve(&model, &host, port, api_key, max_body, device)?,
         Command::Bench {
             vocab,
             hidden,
