@@ -56,6 +56,20 @@ pub fn init_tracing(format: LogFormat, level: &str) -> Result<()> {
     installed.map_err(|e| Error::Telemetry(e.to_string()))
 }
 
+/// Ends a binary's `main`: success, or the error on one line on stderr (`error: ...`, with its
+/// causes when `E` shows them under `{:#}`, as anyhow does) and exit status 1, never a panic.
+pub fn exit_code<E: std::fmt::Display>(
+    result: std::result::Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A progress bar on stderr; hidden automatically when stderr is not a terminal.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let style = indicatif::ProgressStyle::with_template(

@@ -49,6 +49,15 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
+/// The ids of the usual end-of-text tokens this tokenizer has (`</s>`, `<|endoftext|>`,
+/// `<|im_end|>`, `<|eot_id|>`).
+pub fn eos_ids(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
+    ["</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>"]
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect()
+}
+
 /// SplitMix64: a small seeded generator, so a seed gives the same samples on every device.
 struct Rng(u64);
 

@@ -4,7 +4,6 @@
 //! the file gives the ids its tokenizer gives. Needs `cargo xtask test` (assets and Python).
 
 use flagscale::generate::{generate, token_logprobs, FinishReason, SamplingParams};
-use flagscale::model::Llama;
 use std::path::Path;
 
 const PROMPTS: [&str; 3] = [
@@ -154,5 +153,4 @@ fn truncated_gguf_is_a_clear_error() {
         err.contains("cut.gguf") && err.contains("beyond the file"),
         "{err}"
     );
-    let _ = Llama::load; // the safetensors path is covered by hf_parity
 }

@@ -107,18 +107,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli
-        .log
-        .init()
-        .map_err(anyhow::Error::from)
-        .and_then(|()| run(cli.command))
-    {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    flagcore::telemetry::exit_code(
+        cli.log
+            .init()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| run(cli.command)),
+    )
 }
 
 fn is_gguf(p: &Path) -> bool {
@@ -451,10 +445,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .get_ids()
                 .to_vec();
-            let eos = ["</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>"]
-                .iter()
-                .filter_map(|t| tok.token_to_id(t))
-                .collect();
+            let eos = flagscale::generate::eos_ids(&tok);
             let params = SamplingParams {
                 max_new_tokens,
                 temperature,

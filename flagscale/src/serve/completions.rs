@@ -145,10 +145,7 @@ pub fn complete(state: &AppState, req: &CompletionRequest) -> Result<Value, Fail
             top_p: req.top_p,
             seed: req.seed.unwrap_or(0),
             stop: stop.clone(),
-            eos: ["</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>"]
-                .iter()
-                .filter_map(|t| tok.token_to_id(t))
-                .collect(),
+            eos: crate::generate::eos_ids(tok),
         };
         let gen = if req.max_tokens == 0 {
             None

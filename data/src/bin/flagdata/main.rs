@@ -148,13 +148,7 @@ fn main() -> std::process::ExitCode {
         .init()
         .map_err(anyhow::Error::from)
         .and_then(|()| run(cli.command));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    flagcore::telemetry::exit_code(result)
 }
 
 fn summarize(s: &RunSummary) {
