@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Core(#[from] flagcore::Error),
+    #[error(transparent)]
+    Data(#[from] flagdata::Error),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{}: {error}", path.display())]

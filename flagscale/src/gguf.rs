@@ -146,10 +146,7 @@ pub fn config(meta: &Metadata) -> Result<LlamaConfig> {
     let heads = int("llama.attention.head_count")?;
     let vocab = match meta.get("llama.vocab_size").and_then(|v| v.as_u64()) {
         Some(v) => v as usize,
-        None => meta
-            .strings("tokenizer.ggml.tokens")
-            .map_err(Error::from_flagdata)?
-            .len(),
+        None => meta.strings("tokenizer.ggml.tokens")?.len(),
     };
     let cfg = LlamaConfig {
         hidden_size: int("llama.embedding_length")?,
@@ -234,15 +231,9 @@ fn tensor(
         .to_device(device))
 }
 
-impl Error {
-    fn from_flagdata(e: flagdata::Error) -> Error {
-        Error::Invalid(e.to_string())
-    }
-}
-
 /// Loads a GGUF LLaMA-architecture model, dequantised to `dtype` on `device`.
 pub fn load(path: &Path, dtype: flagcore::DType, device: tch::Device) -> Result<Llama> {
-    let meta = Metadata::read(path).map_err(Error::from_flagdata)?;
+    let meta = Metadata::read(path)?;
     let cfg = config(&meta)?;
     let file = std::fs::File::open(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),

@@ -7,6 +7,7 @@
 mod fields;
 pub mod jsonl;
 mod parquet;
+pub mod tagged;
 mod text_dir;
 mod wudao;
 

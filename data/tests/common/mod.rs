@@ -20,18 +20,7 @@ pub fn peoples_daily() -> Option<Vec<String>> {
     let text = std::fs::read_to_string(path).ok()?;
     let paragraphs = text
         .lines()
-        .map(|line| {
-            line.split_whitespace()
-                .map(|tok| {
-                    let tok = tok.trim_start_matches('[');
-                    let tok = match tok.rfind(']') {
-                        Some(i) if i > 0 => &tok[..i],
-                        _ => tok,
-                    };
-                    tok.rsplit_once('/').map_or(tok, |(w, _)| w)
-                })
-                .collect::<String>()
-        })
+        .map(flagdata::read::tagged::strip_pos_tags)
         .filter(|p| !p.is_empty())
         .collect();
     Some(paragraphs)

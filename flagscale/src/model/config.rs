@@ -167,17 +167,47 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// Every weight a model of this config has, in Hugging Face's names and PyTorch's shapes,
+    /// in a fixed order; the output head only when it is not tied to the embedding.
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        let (h, f, v) = (
+            self.hidden_size as i64,
+            self.intermediate_size as i64,
+            self.vocab_size as i64,
+        );
+        let (q, kv) = (
+            (self.num_attention_heads * self.head_dim()) as i64,
+            (self.kv_heads() * self.head_dim()) as i64,
+        );
+        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+        for i in 0..self.num_hidden_layers {
+            for (name, shape) in [
+                ("input_layernorm.weight", vec![h]),
+                ("self_attn.q_proj.weight", vec![q, h]),
+                ("self_attn.k_proj.weight", vec![kv, h]),
+                ("self_attn.v_proj.weight", vec![kv, h]),
+                ("self_attn.o_proj.weight", vec![h, q]),
+                ("post_attention_layernorm.weight", vec![h]),
+                ("mlp.gate_proj.weight", vec![f, h]),
+                ("mlp.up_proj.weight", vec![f, h]),
+                ("mlp.down_proj.weight", vec![h, f]),
+            ] {
+                out.push((format!("model.layers.{i}.{name}"), shape));
+            }
+        }
+        out.push(("model.norm.weight".to_string(), vec![h]));
+        if !self.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), vec![v, h]));
+        }
+        out
+    }
+
     /// Parameters, embeddings included (the output head counted once when tied).
     pub fn parameter_count(&self) -> usize {
-        let (h, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
-        let (q, kv) = (
-            self.num_attention_heads * self.head_dim(),
-            self.kv_heads() * self.head_dim(),
-        );
-        let attention = h * q + 2 * h * kv + q * h;
-        let layer = attention + 3 * h * f + 2 * h;
-        let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + self.num_hidden_layers * layer + h + head
+        self.tensor_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<i64>() as usize)
+            .sum()
     }
 }
 

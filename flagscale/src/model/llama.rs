@@ -85,16 +85,13 @@ impl Llama {
         source: &Path,
     ) -> Result<Self> {
         config.validate(source)?;
-        let (h, f, v) = (
-            config.hidden_size as i64,
-            config.intermediate_size as i64,
-            config.vocab_size as i64,
-        );
-        let (q_out, kv_out) = (
-            (config.num_attention_heads * config.head_dim()) as i64,
-            (config.kv_heads() * config.head_dim()) as i64,
-        );
-        let mut take = |name: String, shape: &[i64]| -> Result<Tensor> {
+        let mut shapes: HashMap<String, Vec<i64>> = config.tensor_shapes().into_iter().collect();
+        // Tied checkpoints may still carry a copy of the head, shaped like the embedding.
+        shapes
+            .entry("lm_head.weight".into())
+            .or_insert_with(|| vec![config.vocab_size as i64, config.hidden_size as i64]);
+        let mut take = |name: String| -> Result<Tensor> {
+            let shape = shapes[&name].as_slice();
             let t = tensors.remove(&name).ok_or_else(|| Error::Checkpoint {
                 path: source.into(),
                 name: name.clone(),
@@ -109,33 +106,32 @@ impl Llama {
             }
             Ok(t)
         };
-        let embed = take("model.embed_tokens.weight".into(), &[v, h])?;
+        let embed = take("model.embed_tokens.weight".into())?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             layers.push(Layer {
-                input_norm: take(p("input_layernorm.weight"), &[h])?,
-                q: take(p("self_attn.q_proj.weight"), &[q_out, h])?,
-                k: take(p("self_attn.k_proj.weight"), &[kv_out, h])?,
-                v: take(p("self_attn.v_proj.weight"), &[kv_out, h])?,
-                o: take(p("self_attn.o_proj.weight"), &[h, q_out])?,
-                post_norm: take(p("post_attention_layernorm.weight"), &[h])?,
-                gate: take(p("mlp.gate_proj.weight"), &[f, h])?,
-                up: take(p("mlp.up_proj.weight"), &[f, h])?,
-                down: take(p("mlp.down_proj.weight"), &[h, f])?,
+                input_norm: take(p("input_layernorm.weight"))?,
+                q: take(p("self_attn.q_proj.weight"))?,
+                k: take(p("self_attn.k_proj.weight"))?,
+                v: take(p("self_attn.v_proj.weight"))?,
+                o: take(p("self_attn.o_proj.weight"))?,
+                post_norm: take(p("post_attention_layernorm.weight"))?,
+                gate: take(p("mlp.gate_proj.weight"))?,
+                up: take(p("mlp.up_proj.weight"))?,
+                down: take(p("mlp.down_proj.weight"))?,
             });
         }
-        let norm = take("model.norm.weight".into(), &[h])?;
+        let norm = take("model.norm.weight".into())?;
         let lm_head = if config.tie_word_embeddings {
-            // Tied checkpoints may still carry a copy of the head; it must equal the embedding's shape.
-            match take("lm_head.weight".into(), &[v, h]) {
+            match take("lm_head.weight".into()) {
                 Err(Error::Checkpoint { message, .. }) if message == "missing" => {}
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
             None
         } else {
-            Some(take("lm_head.weight".into(), &[v, h])?)
+            Some(take("lm_head.weight".into())?)
         };
         if let Some(extra) = tensors.keys().filter(|n| !ignorable(n)).min() {
             return Err(Error::Checkpoint {

@@ -238,15 +238,6 @@ fn checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
 /// a SplitMix64 stream seeded by `seed` (Box-Muller for normals), not libtorch's global
 /// generator, so they are the same whatever else the process draws and on every device.
 pub fn init_model(config: LlamaConfig, seed: u64, device: tch::Device) -> Result<Llama> {
-    let (h, f, v) = (
-        config.hidden_size as i64,
-        config.intermediate_size as i64,
-        config.vocab_size as i64,
-    );
-    let (q, kv) = (
-        (config.num_attention_heads * config.head_dim()) as i64,
-        (config.kv_heads() * config.head_dim()) as i64,
-    );
     let state = std::cell::Cell::new(seed);
     let uniform = || {
         let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -265,24 +256,14 @@ pub fn init_model(config: LlamaConfig, seed: u64, device: tch::Device) -> Result
             .collect();
         Tensor::from_slice(&values).view(shape).to_device(device)
     };
-    let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, device));
     let mut t = HashMap::new();
-    t.insert("model.embed_tokens.weight".to_string(), normal(&[v, h]));
-    for i in 0..config.num_hidden_layers {
-        let p = |s: &str| format!("model.layers.{i}.{s}");
-        t.insert(p("input_layernorm.weight"), ones(&[h]));
-        t.insert(p("self_attn.q_proj.weight"), normal(&[q, h]));
-        t.insert(p("self_attn.k_proj.weight"), normal(&[kv, h]));
-        t.insert(p("self_attn.v_proj.weight"), normal(&[kv, h]));
-        t.insert(p("self_attn.o_proj.weight"), normal(&[h, q]));
-        t.insert(p("post_attention_layernorm.weight"), ones(&[h]));
-        t.insert(p("mlp.gate_proj.weight"), normal(&[f, h]));
-        t.insert(p("mlp.up_proj.weight"), normal(&[f, h]));
-        t.insert(p("mlp.down_proj.weight"), normal(&[h, f]));
-    }
-    t.insert("model.norm.weight".to_string(), ones(&[h]));
-    if !config.tie_word_embeddings {
-        t.insert("lm_head.weight".to_string(), normal(&[v, h]));
+    for (name, shape) in config.tensor_shapes() {
+        let value = if name.ends_with("norm.weight") {
+            Tensor::ones(shape.as_slice(), (Kind::Float, device))
+        } else {
+            normal(&shape)
+        };
+        t.insert(name, value);
     }
     Llama::from_tensors(config, t, Path::new("initialisation"))
 }

