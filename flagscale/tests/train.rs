@@ -3,7 +3,7 @@
 
 use flagdata::indexed::{IndexedWriter, TokenDType};
 use flagscale::model::LlamaConfig;
-use flagscale::train::{init_model, LrSchedule, TrainConfig, Trainer};
+use flagscale::train::{init_model, LrSchedule, Precision, TrainConfig, Trainer};
 use std::path::Path;
 
 /// Documents counting upwards modulo 64 from varied starts: each token predicts the next.
@@ -49,6 +49,8 @@ fn setup(dir: &Path, steps: usize) -> (LlamaConfig, TrainConfig) {
         seed: 11,
         data: vec![(dir.join("a"), 0.7), (dir.join("b"), 0.3)],
         keep_last: 2,
+        precision: Precision::Fp32,
+        split: [0.9, 0.1, 0.0],
     };
     (model, train)
 }
@@ -58,12 +60,50 @@ fn loss_falls_on_a_learnable_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let (mc, tc) = setup(dir.path(), 40);
     let mut t = Trainer::new(init_model(mc, 5, tch::Device::Cpu).unwrap(), tc).unwrap();
+    let before = t.validate(4).unwrap().expect("a validation split");
     let losses: Vec<f64> = (0..40).map(|_| t.train_step().unwrap().loss).collect();
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[35..].iter().sum::<f64>() / 5.0;
     eprintln!("loss {first:.3} -> {last:.3}");
     assert!(first > 3.5, "starts near ln(64) = 4.16: {first}");
     assert!(last < 0.5 * first, "{first} -> {last}");
+    // Held-out documents (never trained on) follow the same rule, so their loss falls too.
+    let after = t.validate(4).unwrap().unwrap();
+    eprintln!("validation {before:?} -> {after:?}");
+    assert!(before.batches >= 2 && after.batches == before.batches);
+    assert!((after.perplexity - after.loss.exp()).abs() < 1e-9);
+    assert!(after.loss < 0.5 * before.loss, "{before:?} -> {after:?}");
+}
+
+#[test]
+fn bf16_mixed_precision_tracks_fp32() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mc, mut tc) = setup(dir.path(), 20);
+    let mut fp32 = Trainer::new(
+        init_model(mc.clone(), 5, tch::Device::Cpu).unwrap(),
+        tc.clone(),
+    )
+    .unwrap();
+    tc.precision = Precision::Bf16;
+    let mut bf16 = Trainer::new(init_model(mc, 5, tch::Device::Cpu).unwrap(), tc).unwrap();
+    let a: Vec<f64> = (0..20).map(|_| fp32.train_step().unwrap().loss).collect();
+    let b: Vec<f64> = (0..20).map(|_| bf16.train_step().unwrap().loss).collect();
+    eprintln!("fp32 {a:?}\nbf16 {b:?}");
+    // bf16 keeps 8 bits of mantissa: the first loss agrees to about 1%, and training follows.
+    assert!((a[0] - b[0]).abs() < 0.02 * a[0], "{} vs {}", a[0], b[0]);
+    assert!(a[0] != b[0], "the bf16 path must actually round");
+    assert!(b[19] < 0.7 * b[0], "{b:?}");
+    assert!(
+        (a[19] - b[19]).abs() < 0.15 * a[19],
+        "{} vs {}",
+        a[19],
+        b[19]
+    );
+    // Weights stay f32 (the master copy) and checkpoints say so.
+    let ck = bf16.save_checkpoint(&dir.path().join("ck")).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["torch_dtype"], "float32");
 }
 
 #[test]

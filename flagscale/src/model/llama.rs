@@ -31,6 +31,9 @@ pub struct Llama {
     /// `None` when tied to the embedding.
     lm_head: Option<Tensor>,
     rope: Rope,
+    /// Mixed precision: matrix products and attention run in this kind (weights are cast on
+    /// the way in, as `torch.autocast` does), the rest in the weights' own kind.
+    autocast: Option<Kind>,
 }
 
 /// Tensors a Hugging Face checkpoint may hold that the model does not use.
@@ -153,6 +156,7 @@ impl Llama {
             norm,
             lm_head,
             rope,
+            autocast: None,
         })
     }
 
@@ -163,6 +167,19 @@ impl Llama {
             .into_iter()
             .map(|(n, t)| (n, t.set_requires_grad(true)))
             .collect()
+    }
+
+    /// Runs matrix products and attention in `kind` (bf16 for mixed-precision training),
+    /// keeping norms, the residual stream and the logits' softmax in the weights' kind.
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        self.autocast = kind;
+    }
+
+    fn cast(&self, t: &Tensor) -> Tensor {
+        match self.autocast {
+            Some(k) if t.kind() != k => t.to_kind(k),
+            _ => t.shallow_clone(),
+        }
     }
 
     /// Where the weights live.
@@ -258,13 +275,14 @@ impl Llama {
         cache: Option<&mut LayerCache>,
     ) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
+        let x = &self.cast(x);
         let (hq, hk, d) = (
             self.config.num_attention_heads as i64,
             self.config.kv_heads() as i64,
             self.config.head_dim() as i64,
         );
         let proj = |w: &Tensor, heads: i64| {
-            x.linear(w, None::<Tensor>)
+            x.linear(&self.cast(w), None::<Tensor>)
                 .view([b, t, heads, d])
                 .transpose(1, 2)
         };
@@ -305,12 +323,14 @@ impl Llama {
         };
         out.transpose(1, 2)
             .reshape([b, t, hq * d])
-            .linear(&layer.o, None::<Tensor>)
+            .linear(&self.cast(&layer.o), None::<Tensor>)
     }
 
     fn mlp(&self, layer: &Layer, x: &Tensor) -> Tensor {
-        let gate = x.linear(&layer.gate, None::<Tensor>).silu();
-        (gate * x.linear(&layer.up, None::<Tensor>)).linear(&layer.down, None::<Tensor>)
+        let x = &self.cast(x);
+        let gate = x.linear(&self.cast(&layer.gate), None::<Tensor>).silu();
+        (gate * x.linear(&self.cast(&layer.up), None::<Tensor>))
+            .linear(&self.cast(&layer.down), None::<Tensor>)
     }
 
     /// Logits (B, T, vocab) for token ids (B, T), positions from 0.
@@ -320,7 +340,7 @@ impl Llama {
 
     /// Like [`forward`](Self::forward), continuing after what `cache` holds (positions follow
     /// on) and appending the new keys and values to it.
-    pub fn forward_cached(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward_cached(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let size = ids.size();
         if size.len() != 2 || size[1] == 0 {
             return Err(Error::Invalid(format!(
@@ -342,18 +362,33 @@ impl Llama {
                 self.config.vocab_size
             )));
         }
+        Ok(self.forward_unchecked(ids, cache))
+    }
+
+    /// The forward pass without the checks of [`forward_cached`](Self::forward_cached) (they
+    /// read the ids back from the device): for callers that checked the ids on the host.
+    pub fn forward_unchecked(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+        let start = cache.as_ref().map_or(0, |c| c.len());
         if let Some(c) = cache.as_mut() {
             c.layers.resize_with(self.layers.len(), LayerCache::default);
         }
-        let (cos, sin) = self.rope.tables(start, size[1]);
+        let (cos, sin) = self.rope.tables(start, ids.size()[1]);
+        // Rounded once here rather than in every layer.
+        let (cos, sin) = match self.autocast {
+            Some(k) => (cos.to_kind(k), sin.to_kind(k)),
+            None => (cos, sin),
+        };
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (i, layer) in self.layers.iter().enumerate() {
             let lc = cache.as_mut().map(|c| &mut c.layers[i]);
             x = &x + self.attention(layer, &self.rms_norm(&x, &layer.input_norm), &cos, &sin, lc);
             x = &x + self.mlp(layer, &self.rms_norm(&x, &layer.post_norm));
         }
-        let x = self.rms_norm(&x, &self.norm);
-        Ok(x.linear(self.lm_head.as_ref().unwrap_or(&self.embed), None::<Tensor>))
+        let x = self.cast(&self.rms_norm(&x, &self.norm));
+        x.linear(
+            &self.cast(self.lm_head.as_ref().unwrap_or(&self.embed)),
+            None::<Tensor>,
+        )
     }
 }
 

@@ -34,22 +34,26 @@ impl Rope {
         (full.cos(), full.sin())
     }
 
-    /// Rotates `x` of shape (B, H, T, D) by the tables of its T positions (computed in f32,
-    /// returned in `x`'s dtype).
+    /// Rotates `x` of shape (B, H, T, D) by the tables of its T positions, in `x`'s dtype
+    /// (the tables are rounded to it first), as Hugging Face's LLaMA does.
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let kind = x.kind();
-        let xf = x.to_kind(Kind::Float);
+        let (cos, sin) = if kind == Kind::Float {
+            (cos.shallow_clone(), sin.shallow_clone())
+        } else {
+            (cos.to_kind(kind), sin.to_kind(kind))
+        };
         let d = *x.size().last().expect("rank 4");
         let rotated = if self.interleaved {
             // (x0, x1) -> (−x1, x0) for each adjacent pair.
-            let pairs = xf.reshape([-1, d / 2, 2]);
+            let pairs = x.reshape([-1, d / 2, 2]);
             let (even, odd) = (pairs.select(-1, 0), pairs.select(-1, 1));
-            Tensor::stack(&[odd.neg(), even], -1).view(xf.size().as_slice())
+            Tensor::stack(&[odd.neg(), even], -1).view(x.size().as_slice())
         } else {
-            let (a, b) = (xf.narrow(-1, 0, d / 2), xf.narrow(-1, d / 2, d / 2));
+            let (a, b) = (x.narrow(-1, 0, d / 2), x.narrow(-1, d / 2, d / 2));
             Tensor::cat(&[b.neg(), a], -1)
         };
-        (xf * cos + rotated * sin).to_kind(kind)
+        x * cos + rotated * sin
     }
 }
 

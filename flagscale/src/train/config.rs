@@ -3,7 +3,7 @@
 //! schedule, batch) and `data` (Megatron-style `data_path` of weights and prefixes), loaded
 //! through `flagcore::config`, so command-line overrides (`model.optimizer.lr=1e-4`) apply.
 
-use super::{LrSchedule, TrainConfig};
+use super::{LrSchedule, Precision, TrainConfig};
 use crate::model::LlamaConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -27,9 +27,15 @@ fn seed() -> u64 {
 pub struct System {
     #[serde(default)]
     pub device: flagcore::Device,
-    /// `fp32` (CPU and CUDA) is what this build trains in.
+    /// `fp32`, or `bf16` mixed precision (f32 weights, bf16 matrix products).
     #[serde(default = "fp32")]
     pub precision: String,
+    /// Steps between validation passes (when `data.split` holds documents out).
+    #[serde(default = "hundred")]
+    pub eval_interval: usize,
+    /// Micro-batches per dataset in a validation pass.
+    #[serde(default = "ten")]
+    pub eval_iters: usize,
     #[serde(default = "one")]
     pub log_interval: usize,
     #[serde(default = "hundred")]
@@ -46,6 +52,9 @@ fn one() -> usize {
 }
 fn hundred() -> usize {
     100
+}
+fn ten() -> usize {
+    10
 }
 fn three() -> usize {
     3
@@ -104,8 +113,15 @@ pub struct Model {
 pub struct Data {
     /// Megatron's layout: `[weight, prefix, weight, prefix, ...]`, or prefixes alone (equal weights).
     pub data_path: Vec<serde_json::Value>,
+    /// Megatron's `"train,valid,test"` weights over each dataset's documents.
+    #[serde(default = "all_train")]
+    pub split: String,
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+}
+
+fn all_train() -> String {
+    "1,0,0".into()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -130,15 +146,8 @@ impl ExperimentConfig {
             message,
         };
         cfg.model.architecture.validate(path)?;
-        if cfg.system.precision != "fp32" {
-            return Err(fail(
-                "system.precision",
-                format!(
-                    "`{}`: this build trains in fp32 (bf16 autocast is not there yet)",
-                    cfg.system.precision
-                ),
-            ));
-        }
+        cfg.precision().map_err(|m| fail("system.precision", m))?;
+        cfg.split().map_err(|m| fail("data.split", m))?;
         if cfg.model.train_steps == 0
             || cfg.model.micro_batch_size == 0
             || cfg.model.grad_accum == 0
@@ -180,6 +189,36 @@ impl ExperimentConfig {
             .collect()
     }
 
+    pub fn precision(&self) -> std::result::Result<Precision, String> {
+        self.system.precision.parse()
+    }
+
+    /// `data.split` as three weights.
+    pub fn split(&self) -> std::result::Result<[f64; 3], String> {
+        let parts: Vec<&str> = self.data.split.split([',', '/']).map(str::trim).collect();
+        let mut out = [0.0; 3];
+        if parts.is_empty() || parts.len() > 3 {
+            return Err(format!(
+                "`{}`: expected up to three weights",
+                self.data.split
+            ));
+        }
+        for (slot, p) in out.iter_mut().zip(&parts) {
+            *slot = p
+                .parse::<f64>()
+                .ok()
+                .filter(|w| w.is_finite() && *w >= 0.0)
+                .ok_or_else(|| format!("`{}`: `{p}` is not a weight", self.data.split))?;
+        }
+        if out[0] <= 0.0 {
+            return Err(format!(
+                "`{}`: the training share must be positive",
+                self.data.split
+            ));
+        }
+        Ok(out)
+    }
+
     pub fn train_config(&self) -> TrainConfig {
         let m = &self.model;
         TrainConfig {
@@ -200,6 +239,8 @@ impl ExperimentConfig {
             seed: self.experiment.seed,
             data: self.data_paths().unwrap_or_default(),
             keep_last: self.system.keep_last,
+            precision: self.precision().unwrap_or_default(),
+            split: self.split().unwrap_or([1.0, 0.0, 0.0]),
         }
     }
 }

@@ -9,6 +9,6 @@ mod optim;
 mod trainer;
 
 pub use blend::blending_indices;
-pub use data::GptDataset;
+pub use data::{split_documents, GptDataset};
 pub use optim::{AdamW, LrSchedule};
-pub use trainer::{init_model, StepStats, TrainConfig, Trainer};
+pub use trainer::{init_model, Precision, QueuedStep, StepStats, TrainConfig, Trainer, Validation};

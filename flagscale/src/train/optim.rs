@@ -1,5 +1,5 @@
 //! AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") over named
-//! parameters, with linear warmup then cosine decay of the learning rate, and clipping by the
+//! parameters held in one flat buffer, with linear warmup then cosine decay of the learning rate, and clipping by the
 //! global gradient norm. Its state saves and loads by parameter name.
 
 use crate::Result;
@@ -27,108 +27,136 @@ impl LrSchedule {
     }
 }
 
+/// AdamW over one flat f32 buffer: every parameter becomes a view into it (matrices first, so
+/// weight decay is one slice), and moments are flat too, so a step is a handful of whole-buffer
+/// kernels instead of several per parameter — and a sharded optimizer later splits one range.
 #[derive(Debug)]
 pub struct AdamW {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
-    /// Parameters (shallow handles to the model's tensors) and whether they decay.
-    params: Vec<(String, Tensor, bool)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// Names, handles (views into `flat`) and offsets, in buffer order.
+    params: Vec<(String, Tensor, i64)>,
+    flat: Tensor,
+    /// Elements of `flat` that decay (the matrices, which come first).
+    decayed: i64,
+    m: Tensor,
+    v: Tensor,
     pub step: usize,
 }
 
 impl AdamW {
-    /// Weight decay applies to matrices, not to norm weights (one-dimensional tensors).
+    /// Weight decay applies to matrices, not to norm weights (one-dimensional tensors). The
+    /// parameters must be f32 (master weights) on one device; their storage moves into the
+    /// optimizer's buffer, which every holder of the same tensors (the model) sees.
     pub fn new(
         params: Vec<(String, Tensor)>,
         beta1: f64,
         beta2: f64,
         eps: f64,
         weight_decay: f64,
-    ) -> Self {
-        let m = params
+    ) -> Result<Self> {
+        let Some(device) = params.first().map(|(_, p)| p.device()) else {
+            return Err(crate::Error::Invalid("no parameters to optimize".into()));
+        };
+        if let Some((n, p)) = params
             .iter()
-            .map(|(_, p)| p.zeros_like().to_kind(Kind::Float))
-            .collect();
-        let v = params
+            .find(|(_, p)| p.kind() != Kind::Float || p.device() != device)
+        {
+            return Err(crate::Error::Invalid(format!(
+                "`{n}` is {:?} on {:?}: training keeps f32 master weights on one device",
+                p.kind(),
+                p.device()
+            )));
+        }
+        let mut params = params;
+        // Stable: matrices in their order, then the rest.
+        params.sort_by_key(|(_, p)| p.dim() <= 1);
+        let decayed = params
             .iter()
-            .map(|(_, p)| p.zeros_like().to_kind(Kind::Float))
-            .collect();
-        let params = params
-            .into_iter()
-            .map(|(n, p)| {
-                let decay = p.dim() > 1;
-                (n, p, decay)
-            })
-            .collect();
-        AdamW {
+            .filter(|(_, p)| p.dim() > 1)
+            .map(|(_, p)| p.numel() as i64)
+            .sum();
+        let flat = tch::no_grad(|| {
+            let pieces: Vec<Tensor> = params
+                .iter()
+                .map(|(_, p)| p.detach().reshape([-1]))
+                .collect();
+            Tensor::cat(&pieces, 0)
+        });
+        let mut offset = 0i64;
+        let mut placed = Vec::with_capacity(params.len());
+        for (name, mut p) in params {
+            let n = p.numel() as i64;
+            let view = flat.narrow(0, offset, n).view(p.size().as_slice());
+            p.set_data(&view);
+            placed.push((name, p, offset));
+            offset += n;
+        }
+        Ok(AdamW {
             beta1,
             beta2,
             eps,
             weight_decay,
-            params,
-            m,
-            v,
+            params: placed,
+            m: flat.zeros_like(),
+            v: flat.zeros_like(),
+            flat,
+            decayed,
             step: 0,
-        }
-    }
-
-    /// The global L2 norm of all gradients, after scaling them down to `max_norm` if above.
-    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
-        tch::no_grad(|| {
-            let sq: f64 = self
-                .params
-                .iter()
-                .map(|(_, p, _)| {
-                    p.grad()
-                        .to_kind(Kind::Float)
-                        .square()
-                        .sum(Kind::Float)
-                        .double_value(&[])
-                })
-                .sum();
-            let norm = sq.sqrt();
-            if max_norm > 0.0 && norm > max_norm {
-                let scale = max_norm / (norm + 1e-6);
-                for (_, p, _) in &self.params {
-                    let mut g = p.grad();
-                    let _ = g.g_mul_scalar_(scale);
-                }
-            }
-            norm
         })
     }
 
-    /// One update with learning rate `lr`; gradients are zeroed after.
-    pub fn step(&mut self, lr: f64) {
+    /// All gradients as one flat tensor (zeros for a parameter that got none).
+    fn flat_grad(&self) -> Tensor {
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, p, _)| {
+                let g = p.grad();
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    p.detach().zeros_like().reshape([-1])
+                }
+            })
+            .collect();
+        Tensor::cat(&grads, 0)
+    }
+
+    /// One update with learning rate `lr`, after scaling the gradients down to a global L2
+    /// norm of `max_norm` when above it (0 turns clipping off); gradients are zeroed after.
+    /// Returns the norm before clipping as a 0-d tensor on the device, so the step never
+    /// waits for the device.
+    pub fn step(&mut self, lr: f64, max_norm: f64) -> Tensor {
         self.step += 1;
         let (b1, b2) = (self.beta1, self.beta2);
         let bc1 = 1.0 - b1.powi(self.step as i32);
         let bc2 = 1.0 - b2.powi(self.step as i32);
         tch::no_grad(|| {
-            for (((_, p, decay), m), v) in self.params.iter_mut().zip(&mut self.m).zip(&mut self.v)
-            {
-                let g = p.grad().to_kind(Kind::Float);
-                // In place, as PyTorch's AdamW: m ← lerp(m, g, 1−β1), v ← lerp(v, g², 1−β2),
-                // p ← p·(1 − lr·λ) − (lr/bc1)·m / (√v/√bc2 + ε).
-                let _ = m.lerp_(&g, 1.0 - b1);
-                let _ = v.lerp_(&g.square(), 1.0 - b2);
-                let mut denom = v.sqrt();
-                let _ = denom.g_div_scalar_(bc2.sqrt()).g_add_scalar_(self.eps);
-                if *decay && self.weight_decay > 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
-                }
-                if p.kind() == Kind::Float {
-                    let _ = p.addcdiv_(&(&*m * (-lr / bc1)), &denom);
-                } else {
-                    let _ = p.g_add_(&((&*m * (-lr / bc1)) / &denom).to_kind(p.kind()));
-                }
-                p.zero_grad();
+            let mut g = self.flat_grad();
+            let norm = g.norm();
+            if max_norm > 0.0 {
+                let coef = (max_norm / (&norm + 1e-6)).clamp_max(1.0);
+                let _ = g.g_mul_(&coef);
             }
-        });
+            // As PyTorch's AdamW: m ← lerp(m, g, 1−β1), v ← lerp(v, g², 1−β2),
+            // p ← p·(1 − lr·λ) − (lr/bc1)·m / (√v/√bc2 + ε).
+            let _ = self.m.lerp_(&g, 1.0 - b1);
+            let _ = self.v.lerp_(&g.square(), 1.0 - b2);
+            let mut denom = self.v.sqrt();
+            let _ = denom.g_div_scalar_(bc2.sqrt()).g_add_scalar_(self.eps);
+            if self.weight_decay > 0.0 && self.decayed > 0 {
+                let _ = self
+                    .flat
+                    .narrow(0, 0, self.decayed)
+                    .g_mul_scalar_(1.0 - lr * self.weight_decay);
+            }
+            let _ = self.flat.addcdiv_(&(&self.m * (-lr / bc1)), &denom);
+            self.zero_grad();
+            norm
+        })
     }
 
     pub fn zero_grad(&mut self) {
@@ -137,28 +165,32 @@ impl AdamW {
         }
     }
 
+    fn slice(&self, buf: &Tensor, i: usize) -> Tensor {
+        let (_, p, offset) = &self.params[i];
+        buf.narrow(0, *offset, p.numel() as i64)
+            .view(p.size().as_slice())
+    }
+
     /// Moment tensors by name (`m.<param>`, `v.<param>`), for checkpoints.
-    pub fn state(&self) -> Vec<(String, &Tensor)> {
+    pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for ((n, _, _), (m, v)) in self.params.iter().zip(self.m.iter().zip(&self.v)) {
-            out.push((format!("m.{n}"), m));
-            out.push((format!("v.{n}"), v));
+        for (i, (n, _, _)) in self.params.iter().enumerate() {
+            out.push((format!("m.{n}"), self.slice(&self.m, i)));
+            out.push((format!("v.{n}"), self.slice(&self.v, i)));
         }
         out
     }
 
     /// Restores moments saved by [`state`](Self::state); every parameter must be present.
     pub fn load_state(&mut self, mut saved: HashMap<String, Tensor>, step: usize) -> Result<()> {
-        for ((n, _, _), (m, v)) in self
-            .params
-            .iter()
-            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
-        {
-            for (prefix, slot) in [("m", m), ("v", v)] {
+        for i in 0..self.params.len() {
+            let n = self.params[i].0.clone();
+            for (prefix, buf) in [("m", &self.m), ("v", &self.v)] {
                 let key = format!("{prefix}.{n}");
                 let t = saved.remove(&key).ok_or_else(|| {
                     crate::Error::Invalid(format!("optimizer state lacks `{key}`"))
                 })?;
+                let mut slot = self.slice(buf, i);
                 if t.size() != slot.size() {
                     return Err(crate::Error::Invalid(format!(
                         "optimizer state `{key}` has shape {:?}, not {:?}",
@@ -198,9 +230,11 @@ mod tests {
         let p = Tensor::from_slice(&[1.0f32, -2.0])
             .view([1, 2])
             .set_requires_grad(true);
-        let mut opt = AdamW::new(vec![("w".into(), p.shallow_clone())], 0.9, 0.95, 1e-8, 0.1);
+        let mut opt =
+            AdamW::new(vec![("w".into(), p.shallow_clone())], 0.9, 0.95, 1e-8, 0.1).unwrap();
         (&p * &p).sum(Kind::Float).backward();
-        opt.step(0.01);
+        let norm = opt.step(0.01, 0.0).double_value(&[]);
+        assert!((norm - 20f64.sqrt()).abs() < 1e-5, "{norm}");
         // First step: m̂ = g, v̂ = g², so the update is sign(g) + 0.1·p.
         let got = Vec::<f32>::try_from(&p.detach().view([-1])).unwrap();
         let want = [1.0 - 0.01 * (1.0 + 0.1), -2.0 - 0.01 * (-1.0 - 0.2)];

@@ -2,6 +2,7 @@
 //! accumulation, clipping, AdamW under the schedule, and checkpoints written atomically
 //! (a crash never damages the last complete one) that resume the exact loss curve.
 
+use super::data::split_documents;
 use super::{blending_indices, AdamW, GptDataset, LrSchedule};
 use crate::model::{Llama, LlamaConfig};
 use crate::{Error, Result};
@@ -27,6 +28,92 @@ pub struct TrainConfig {
     pub data: Vec<(PathBuf, f64)>,
     /// Checkpoints kept (older ones are deleted after a new one is complete).
     pub keep_last: usize,
+    #[serde(default)]
+    pub precision: Precision,
+    /// Megatron's train / validation / test split of each dataset's documents, by weight.
+    #[serde(default = "all_train")]
+    pub split: [f64; 3],
+}
+
+fn all_train() -> [f64; 3] {
+    [1.0, 0.0, 0.0]
+}
+
+/// How the forward and backward passes compute; weights and optimizer state stay f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Mixed precision with `torch.autocast`'s rules: matrix products and attention in
+    /// bfloat16, norms, the residual stream, softmax and the loss in f32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fp32" | "float32" => Ok(Precision::Fp32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(format!(
+                "`{other}` is not a training precision here (fp32 or bf16; fp16 needs loss scaling, which this trainer does not do)"
+            )),
+        }
+    }
+}
+
+/// A step queued on the device; its loss and gradient norm are read back on `wait`.
+#[derive(Debug)]
+pub struct QueuedStep {
+    step: usize,
+    loss: Tensor,
+    grad_norm: Tensor,
+    lr: f64,
+    tokens: usize,
+}
+
+impl QueuedStep {
+    /// The step number this will report.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Waits for the step to finish on the device and reads its numbers.
+    pub fn wait(self) -> StepStats {
+        StepStats {
+            step: self.step,
+            loss: self.loss.double_value(&[]),
+            grad_norm: self.grad_norm.double_value(&[]),
+            lr: self.lr,
+            tokens: self.tokens,
+        }
+    }
+}
+
+/// Log-probabilities in f32 of (N, vocab) logits. On CUDA, bf16 or f16 logits go straight
+/// into libtorch's softmax kernel that reads half and writes f32, saving the separate upcast
+/// of the largest activation (and its backward); elsewhere, or where that kernel refuses the
+/// type, the logits are upcast first, as `torch.autocast` code does.
+fn log_softmax_f32(logits: &Tensor) -> Tensor {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FUSED_REFUSED: AtomicBool = AtomicBool::new(false);
+    let half = matches!(logits.kind(), Kind::BFloat16 | Kind::Half);
+    if half && logits.device().is_cuda() && !FUSED_REFUSED.load(Ordering::Relaxed) {
+        match logits.f_internal_log_softmax(-1, true) {
+            Ok(lp) => return lp,
+            Err(_) => FUSED_REFUSED.store(true, Ordering::Relaxed),
+        }
+    }
+    logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float)
+}
+
+/// The held-out loss at one point of training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub loss: f64,
+    pub perplexity: f64,
+    pub batches: usize,
 }
 
 /// What one optimizer step did.
@@ -52,6 +139,7 @@ pub struct Trainer {
     pub config: TrainConfig,
     opt: AdamW,
     datasets: Vec<GptDataset>,
+    valid: Vec<Option<GptDataset>>,
     blend: Vec<(usize, usize)>,
     pub step: usize,
     pub consumed_samples: usize,
@@ -70,17 +158,35 @@ impl Trainer {
                 config.seq_len, model.config.max_position_embeddings
             )));
         }
-        let datasets = config
-            .data
-            .iter()
-            .map(|(p, _)| GptDataset::open(p, config.seq_len, config.seed))
-            .collect::<Result<Vec<_>>>()?;
+        let mut datasets = Vec::new();
+        let mut valid = Vec::new();
+        for (prefix, _) in &config.data {
+            let [train, held, _test] =
+                split_documents(GptDataset::documents_in(prefix)?, &config.split)?;
+            datasets.push(GptDataset::open(
+                prefix,
+                train,
+                config.seq_len,
+                config.seed,
+            )?);
+            // A validation range too short for one sample just has no validation.
+            valid.push(if held.is_empty() {
+                None
+            } else {
+                GptDataset::open(prefix, held, config.seq_len, config.seed).ok()
+            });
+        }
         let weights: Vec<f64> = config.data.iter().map(|(_, w)| *w).collect();
         if weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
             return Err(Error::Invalid("blend weights must be positive".into()));
         }
         let total = config.schedule.total_steps * config.micro_batch * config.grad_accum;
         let blend = blending_indices(&weights, total);
+        let mut model = model;
+        model.set_autocast(match config.precision {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(Kind::BFloat16),
+        });
         let params = model.trainable_parameters();
         let opt = AdamW::new(
             params,
@@ -88,12 +194,13 @@ impl Trainer {
             config.beta2,
             config.eps,
             config.weight_decay,
-        );
+        )?;
         Ok(Trainer {
             model,
             config,
             opt,
             datasets,
+            valid,
             blend,
             step: 0,
             consumed_samples: 0,
@@ -110,38 +217,106 @@ impl Trainer {
         }
         let mut rows = Vec::with_capacity(self.config.micro_batch);
         for &(d, i) in &self.blend[first..end] {
-            rows.push(Tensor::from_slice(&self.datasets[d].sample(i)?));
+            rows.push(self.datasets[d].sample(i)?);
         }
-        Ok(Tensor::stack(&rows, 0).to_device(self.model.device()))
+        self.to_device(rows)
+    }
+
+    /// Stacks samples into a (B, T+1) tensor on the model's device, checking the ids here on
+    /// the host, so that the device never waits on a check.
+    fn to_device(&self, rows: Vec<Vec<i64>>) -> Result<Tensor> {
+        let vocab = self.model.config.vocab_size as i64;
+        if let Some(bad) = rows.iter().flatten().find(|&&t| t < 0 || t >= vocab) {
+            return Err(Error::Invalid(format!(
+                "the data holds token id {bad}, outside the model's vocabulary of {vocab} (a dataset tokenized for another model?)"
+            )));
+        }
+        let flat: Vec<i64> = rows.concat();
+        let host = Tensor::from_slice(&flat).view([rows.len() as i64, -1]);
+        let device = self.model.device();
+        if device.is_cuda() {
+            // From pinned memory the copy is asynchronous: the host queues the next step
+            // while the device still runs this one.
+            return Ok(host
+                .pin_memory(device)
+                .to_device_(device, Kind::Int64, true, false));
+        }
+        Ok(host)
+    }
+
+    fn loss(&self, tokens: &Tensor) -> Result<Tensor> {
+        let t = tokens.size()[1] - 1;
+        let (input, target) = (tokens.narrow(1, 0, t), tokens.narrow(1, 1, t));
+        let logits = self
+            .model
+            .forward_unchecked(&input, None)
+            .view([-1, self.model.config.vocab_size as i64]);
+        Ok(log_softmax_f32(&logits).g_nll_loss(
+            &target.reshape([-1]),
+            None::<Tensor>,
+            tch::Reduction::Mean,
+            -100,
+        ))
     }
 
     /// One optimizer step over `grad_accum` micro-batches.
     pub fn train_step(&mut self) -> Result<StepStats> {
+        Ok(self.queue_step()?.wait())
+    }
+
+    /// Queues one optimizer step on the device without waiting for it; its numbers come from
+    /// [`QueuedStep::wait`]. Queueing step n + 1 before waiting on step n keeps the device busy.
+    pub fn queue_step(&mut self) -> Result<QueuedStep> {
         let (b, t) = (self.config.micro_batch, self.config.seq_len as i64);
-        let mut loss_sum = 0.0;
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, self.model.device()));
         for _ in 0..self.config.grad_accum {
             let tokens = self.batch(self.consumed_samples)?;
             self.consumed_samples += b;
-            let (input, target) = (tokens.narrow(1, 0, t), tokens.narrow(1, 1, t));
-            let logits = self.model.forward(&input)?;
-            let loss = logits
-                .view([-1, self.model.config.vocab_size as i64])
-                .to_kind(Kind::Float)
-                .cross_entropy_for_logits(&target.reshape([-1]));
-            loss_sum += loss.double_value(&[]);
-            (loss / self.config.grad_accum as f64).backward();
+            let loss = self.loss(&tokens)? / self.config.grad_accum as f64;
+            loss_sum += loss.detach();
+            loss.backward();
         }
-        let grad_norm = self.opt.clip_grad_norm(self.config.clip_grad);
         let lr = self.config.schedule.at(self.step);
-        self.opt.step(lr);
+        let grad_norm = self.opt.step(lr, self.config.clip_grad);
         self.step += 1;
-        Ok(StepStats {
+        Ok(QueuedStep {
             step: self.step,
-            loss: loss_sum / self.config.grad_accum as f64,
+            loss: loss_sum,
             grad_norm,
             lr,
             tokens: b * self.config.grad_accum * t as usize,
         })
+    }
+
+    /// Mean loss over up to `max_batches` micro-batches of every dataset's held-out samples
+    /// (the same ones each time), and its perplexity; `None` without a validation split.
+    pub fn validate(&mut self, max_batches: usize) -> Result<Option<Validation>> {
+        let b = self.config.micro_batch;
+        let mut batches = Vec::new();
+        for ds in self.valid.iter_mut().flatten() {
+            let n = ds.samples_per_epoch();
+            for first in (0..n.saturating_sub(b - 1)).step_by(b).take(max_batches) {
+                let rows = (first..first + b)
+                    .map(|k| ds.sample(k))
+                    .collect::<Result<Vec<_>>>()?;
+                batches.push(rows);
+            }
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        let mut total = Tensor::zeros([], (Kind::Float, self.model.device()));
+        let count = batches.len();
+        for rows in batches {
+            let tokens = self.to_device(rows)?;
+            total += tch::no_grad(|| self.loss(&tokens))?;
+        }
+        let loss = total.double_value(&[]) / count as f64;
+        Ok(Some(Validation {
+            loss,
+            perplexity: loss.exp(),
+            batches: count,
+        }))
     }
 
     /// Writes `<dir>/step-<N>/` (model as a Hugging Face folder, optimizer moments, trainer
@@ -156,7 +331,7 @@ impl Trainer {
         })?;
         self.model.save(&scratch, flagcore::DType::F32)?;
         let state = self.opt.state();
-        let refs: Vec<(&str, &Tensor)> = state.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+        let refs: Vec<(&str, &Tensor)> = state.iter().map(|(n, t)| (n.as_str(), t)).collect();
         flagcore::torch::save_safetensors(
             &scratch.join("optimizer.safetensors"),
             &refs,
