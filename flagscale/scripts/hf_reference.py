@@ -7,6 +7,9 @@
     python hf_reference.py check MODEL_DIR
         Loads MODEL_DIR (a checkpoint flagscale saved) as LlamaForCausalLM and prints the max
         absolute difference between its logits and MODEL_DIR/reference.safetensors.
+    python hf_reference.py chat MODEL_DIR MESSAGES_JSON
+        Prints, as JSON, the prompt `transformers` renders from MODEL_DIR's chat template for the
+        messages (generation prompt added) and its token ids.
 
 Needs transformers, torch and safetensors (`cargo xtask test` provides them).
 """
@@ -61,5 +64,13 @@ def check(d):
     print(f"max_abs_diff {diff:.3e}")
 
 
+def chat(d, messages):
+    import json
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(d)
+    text = tok.apply_chat_template(json.loads(messages), tokenize=False, add_generation_prompt=True)
+    print(json.dumps({"prompt": text, "ids": tok(text, add_special_tokens=False)["input_ids"]}))
+
+
 if __name__ == "__main__":
-    {"make": make, "check": check}[sys.argv[1]](sys.argv[2])
+    {"make": make, "check": check, "chat": chat}[sys.argv[1]](*sys.argv[2:])

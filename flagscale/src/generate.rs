@@ -38,6 +38,18 @@ pub enum FinishReason {
     Length,
     Stop,
     Eos,
+    /// The caller asked to stop (a client gone, a deadline passed).
+    Cancelled,
+}
+
+impl FinishReason {
+    /// OpenAI's name for it.
+    pub fn as_openai(self) -> &'static str {
+        match self {
+            FinishReason::Length | FinishReason::Cancelled => "length",
+            FinishReason::Stop | FinishReason::Eos => "stop",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +148,61 @@ pub fn generate(
     prompt: &[u32],
     p: &SamplingParams,
 ) -> Result<Generation> {
+    generate_streaming(model, tokenizer, prompt, p, &mut |_| true)
+}
+
+/// How much of `text` can be shown for good: not a trailing part that may still become a
+/// stop string, nor a trailing replacement character (a character split across tokens).
+fn settled(text: &str, stop: &[String]) -> usize {
+    let base = text.trim_end_matches('\u{FFFD}').len();
+    let mut end = base;
+    for s in stop.iter().filter(|s| !s.is_empty()) {
+        for (i, _) in s.char_indices().skip(1) {
+            if text[..base].ends_with(&s[..i]) {
+                end = end.min(base - i);
+            }
+        }
+    }
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// Like [`generate`], handing each new piece of settled text to `on_text` as it appears (its
+/// concatenation is the final text); `on_text` returning false stops generation (finish
+/// reason `Cancelled`).
+pub fn generate_streaming(
+    model: &Llama,
+    tokenizer: &tokenizers::Tokenizer,
+    prompt: &[u32],
+    p: &SamplingParams,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation> {
+    let mut sent = 0usize;
+    let out = generate_inner(model, tokenizer, prompt, p, &mut |text, done| {
+        let end = if done {
+            text.len()
+        } else {
+            settled(text, &p.stop)
+        };
+        if end > sent {
+            let piece = &text[sent..end];
+            sent = end;
+            return on_text(piece);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+fn generate_inner(
+    model: &Llama,
+    tokenizer: &tokenizers::Tokenizer,
+    prompt: &[u32],
+    p: &SamplingParams,
+    progress: &mut dyn FnMut(&str, bool) -> bool,
+) -> Result<Generation> {
     if prompt.is_empty() {
         return Err(Error::Invalid("the prompt has no tokens".into()));
     }
@@ -176,6 +243,10 @@ pub fn generate(
             out.finish_reason = FinishReason::Stop;
             break;
         }
+        if !progress(&out.text, false) {
+            out.finish_reason = FinishReason::Cancelled;
+            break;
+        }
         if cache.len() as usize >= model.config.max_position_embeddings {
             break;
         }
@@ -185,6 +256,9 @@ pub fn generate(
                 .to_device(device),
             Some(&mut cache),
         )?;
+    }
+    if out.finish_reason != FinishReason::Cancelled {
+        progress(&out.text, true);
     }
     Ok(out)
 }
@@ -219,6 +293,16 @@ pub fn token_logprobs(model: &Llama, ids: &[u32]) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_text_never_shows_a_stop_string_in_the_making() {
+        let stop = vec!["</end>".to_string()];
+        assert_eq!(settled("abc</e", &stop), 3);
+        assert_eq!(settled("abc<", &stop), 3);
+        assert_eq!(settled("abc", &stop), 3);
+        assert_eq!(settled("ab\u{FFFD}", &[]), 2);
+        assert_eq!(settled("a</end", &stop), 1);
+    }
 
     #[test]
     fn sampling_rules() {

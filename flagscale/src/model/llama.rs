@@ -182,6 +182,37 @@ impl Llama {
         }
     }
 
+    /// Switches an interleaved-rotary model (llama.cpp's GGUF layout, Megatron's) to the
+    /// halves layout `transformers` expects, by reordering each head's query and key rows:
+    /// row 2i goes to i and row 2i + 1 to i + d/2. The outputs do not change.
+    pub fn use_half_rope(&mut self) {
+        if !self.config.rope_interleaved {
+            return;
+        }
+        let d = self.config.head_dim() as i64;
+        let permute = |w: &Tensor, heads: i64| {
+            let cols = w.size()[1];
+            w.view([heads, d / 2, 2, cols])
+                .transpose(1, 2)
+                .reshape([heads * d, cols])
+        };
+        let (hq, hk) = (
+            self.config.num_attention_heads as i64,
+            self.config.kv_heads() as i64,
+        );
+        for l in &mut self.layers {
+            l.q = permute(&l.q, hq);
+            l.k = permute(&l.k, hk);
+        }
+        self.config.rope_interleaved = false;
+        self.rope = Rope::new(
+            self.config.head_dim(),
+            self.config.rope_theta,
+            false,
+            self.embed.device(),
+        );
+    }
+
     /// Where the weights live.
     pub fn device(&self) -> tch::Device {
         self.embed.device()

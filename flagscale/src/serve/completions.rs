@@ -1,13 +1,15 @@
 //! `/v1/completions` in OpenAI's layout. With `echo`, the prompt's tokens come back with their
 //! log-probabilities (null for the first), then the completion's; `logprobs: n` adds the n most
-//! likely tokens at each position.
+//! likely tokens at each position. Scoring goes through the batching queue of `score.rs`;
+//! generation holds the model for one request at a time and stops at the request deadline.
 
+use super::score::{score, Scored};
 use super::AppState;
-use crate::generate::{generate, SamplingParams};
+use crate::generate::{generate_streaming, FinishReason, SamplingParams};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tch::{Kind, Tensor};
+use std::time::Instant;
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
@@ -30,63 +32,112 @@ pub struct CompletionRequest {
     pub echo: bool,
     #[serde(default)]
     pub logprobs: Option<usize>,
+    #[serde(default)]
+    pub stream: bool,
 }
 
 fn sixteen() -> usize {
     16
 }
 
-type Failure = (StatusCode, String);
+pub type Failure = (StatusCode, String);
 
-fn bad(m: impl Into<String>) -> Failure {
+pub fn bad(m: impl Into<String>) -> Failure {
     (StatusCode::UNPROCESSABLE_ENTITY, m.into())
 }
 
-/// A position's own log-probability (None for the first) and its most likely tokens.
-type Scored = (Option<f64>, Vec<(u32, f64)>);
+fn timed_out(state: &AppState) -> Failure {
+    (
+        StatusCode::GATEWAY_TIMEOUT,
+        format!(
+            "the request ran past the server's timeout of {} s",
+            state.timeout.as_secs_f64()
+        ),
+    )
+}
 
-/// Per position of `ids`: the token's log-probability given what precedes (None for the first)
-/// and the `top` most likely tokens there.
-fn scored(model: &crate::model::Llama, ids: &[u32], top: usize) -> Result<Vec<Scored>, Failure> {
-    let t: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
-    let logits = model
-        .forward(
-            &Tensor::from_slice(&t)
-                .view([1, -1])
-                .to_device(model.device()),
-        )
-        .map_err(|e| bad(e.to_string()))?;
-    let lp = logits
-        .select(0, 0)
-        .to_kind(Kind::Double)
-        .log_softmax(-1, Kind::Double)
-        .to_device(tch::Device::Cpu);
-    let mut out = vec![(None, Vec::new())];
-    for (i, &id) in ids.iter().enumerate().skip(1) {
-        let row = lp.select(0, i as i64 - 1);
-        let own = row.double_value(&[id as i64]);
-        let tops = if top > 0 {
-            let (vals, idx) = row.topk(top as i64, -1, true, true);
-            let vals = Vec::<f64>::try_from(&vals).unwrap_or_default();
-            let idx = Vec::<i64>::try_from(&idx).unwrap_or_default();
-            idx.into_iter()
-                .zip(vals)
-                .map(|(i, v)| (i as u32, v))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        out.push((Some(own), tops));
+/// `stop` as OpenAI allows it: absent, a string or a list of strings.
+pub fn stop_list(stop: &Option<Value>) -> Result<Vec<String>, Failure> {
+    Ok(match stop {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        Some(_) => return Err(bad("`stop` must be a string or a list of strings")),
+    })
+}
+
+/// Tokens of `prompt`, checked against the context with room for `max_tokens` more.
+pub fn prompt_ids(
+    state: &AppState,
+    prompt: &str,
+    max_tokens: usize,
+    which: &str,
+) -> Result<Vec<u32>, Failure> {
+    let ids = state
+        .tokenizer
+        .encode(prompt, false)
+        .map_err(|e| bad(e.to_string()))?
+        .get_ids()
+        .to_vec();
+    if ids.is_empty() {
+        return Err(bad(format!("{which} has no tokens")));
     }
-    Ok(out)
+    let context = state.context;
+    if ids.len() + max_tokens > context {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{which}: {} tokens + max_tokens {max_tokens} exceed the context of {context}",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(ids)
+}
+
+/// Generates with the model held, stopping at `deadline`; `on_text` sees each settled piece
+/// and may cancel by returning false.
+pub fn run_generation(
+    state: &AppState,
+    ids: &[u32],
+    params: &SamplingParams,
+    deadline: Instant,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<crate::generate::Generation, Failure> {
+    let model = state.model.lock().map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "model lock poisoned".to_string(),
+        )
+    })?;
+    if Instant::now() >= deadline {
+        return Err(timed_out(state));
+    }
+    let mut late = false;
+    let g = generate_streaming(&model, &state.tokenizer, ids, params, &mut |piece| {
+        late = Instant::now() >= deadline;
+        !late && on_text(piece)
+    })
+    .map_err(|e| bad(e.to_string()))?;
+    if late && g.finish_reason == FinishReason::Cancelled {
+        return Err(timed_out(state));
+    }
+    Ok(g)
 }
 
 fn token_text(tok: &tokenizers::Tokenizer, id: u32) -> String {
     tok.decode(&[id], false).unwrap_or_default()
 }
 
-/// Runs one completion request.
-pub fn complete(state: &AppState, req: &CompletionRequest) -> Result<Value, Failure> {
+/// Runs one completion request (not streamed) before `deadline`.
+pub fn complete(
+    state: &AppState,
+    req: &CompletionRequest,
+    deadline: Instant,
+) -> Result<Value, Failure> {
     let prompts: Vec<String> = match &req.prompt {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) if a.iter().all(Value::is_string) && !a.is_empty() => a
@@ -99,45 +150,13 @@ pub fn complete(state: &AppState, req: &CompletionRequest) -> Result<Value, Fail
             ))
         }
     };
-    let stop: Vec<String> = match &req.stop {
-        None | Some(Value::Null) => vec![],
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        Some(_) => return Err(bad("`stop` must be a string or a list of strings")),
-    };
+    let stop = stop_list(&req.stop)?;
     let top = req.logprobs.unwrap_or(0).min(20);
-    let model = state.model.lock().map_err(|_| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".to_string(),
-        )
-    })?;
     let tok = &state.tokenizer;
-    let context = model.config.max_position_embeddings;
-    let mut choices = Vec::new();
-    let (mut prompt_tokens, mut completion_tokens) = (0usize, 0usize);
+    let eos = crate::generate::eos_ids(tok);
+    let mut runs = Vec::with_capacity(prompts.len());
     for (index, prompt) in prompts.iter().enumerate() {
-        let ids = tok
-            .encode(prompt.as_str(), false)
-            .map_err(|e| bad(e.to_string()))?
-            .get_ids()
-            .to_vec();
-        if ids.is_empty() {
-            return Err(bad(format!("prompt {index} has no tokens")));
-        }
-        if ids.len() + req.max_tokens > context {
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "prompt {index}: {} tokens + max_tokens {} exceed the context of {context}",
-                    ids.len(),
-                    req.max_tokens
-                ),
-            ));
-        }
+        let ids = prompt_ids(state, prompt, req.max_tokens, &format!("prompt {index}"))?;
         let params = SamplingParams {
             max_new_tokens: req.max_tokens,
             temperature: req.temperature.unwrap_or(1.0),
@@ -145,20 +164,40 @@ pub fn complete(state: &AppState, req: &CompletionRequest) -> Result<Value, Fail
             top_p: req.top_p,
             seed: req.seed.unwrap_or(0),
             stop: stop.clone(),
-            eos: crate::generate::eos_ids(tok),
+            eos: eos.clone(),
         };
         let gen = if req.max_tokens == 0 {
             None
         } else {
-            Some(generate(&model, tok, &ids, &params).map_err(|e| bad(e.to_string()))?)
+            Some(run_generation(state, &ids, &params, deadline, &mut |_| {
+                true
+            })?)
         };
-        let (gen_tokens, gen_text, finish) = match &gen {
-            Some(g) => (
-                g.tokens.clone(),
-                g.text.clone(),
-                format!("{:?}", g.finish_reason).to_lowercase(),
-            ),
-            None => (vec![], String::new(), "length".to_string()),
+        runs.push((ids, gen));
+    }
+    // Every text of the request is scored in one go, so its prompts share batches.
+    let scores: Vec<Vec<Scored>> = if req.logprobs.is_some() {
+        if Instant::now() >= deadline {
+            return Err(timed_out(state));
+        }
+        let all = runs
+            .iter()
+            .map(|(ids, g)| {
+                let gen: &[u32] = g.as_ref().map_or(&[], |g| &g.tokens);
+                ids.iter().chain(gen).copied().collect()
+            })
+            .collect();
+        score(state, all, top).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?
+    } else {
+        vec![Vec::new(); runs.len()]
+    };
+    let mut choices = Vec::new();
+    let (mut prompt_tokens, mut completion_tokens) = (0usize, 0usize);
+    for (index, ((prompt, (ids, gen)), scores)) in prompts.iter().zip(runs).zip(scores).enumerate()
+    {
+        let (gen_tokens, gen_text, finish) = match gen {
+            Some(g) => (g.tokens, g.text, g.finish_reason.as_openai()),
+            None => (vec![], String::new(), "length"),
         };
         prompt_tokens += ids.len();
         completion_tokens += gen_tokens.len();
@@ -169,7 +208,6 @@ pub fn complete(state: &AppState, req: &CompletionRequest) -> Result<Value, Fail
         };
         let logprobs = if req.logprobs.is_some() {
             let all: Vec<u32> = ids.iter().chain(&gen_tokens).copied().collect();
-            let scores = scored(&model, &all, top)?;
             let from = if req.echo { 0 } else { ids.len() };
             let mut offset = if req.echo { 0 } else { prompt.len() };
             let (mut tokens, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);

@@ -1,9 +1,15 @@
 //! An OpenAI-compatible server over a loaded model: `/v1/completions` (with `echo` and
 //! `logprobs`, which evaluation harnesses such as lm-eval's `local-completions` score
-//! multiple-choice questions with), `/tokenize` and `/health`. Bearer-token auth when a key is
-//! set; request bodies are size-limited; the model runs one request at a time.
+//! multiple-choice questions with), `/v1/chat/completions` (the model's chat template),
+//! server-sent-event streaming, `/tokenize` and `/health`. Bearer-token auth when a key is
+//! set; request bodies are size-limited; requests time out; scoring requests that arrive
+//! together run as one padded batch, generation one request at a time.
 
+mod chat;
+mod chat_template;
 mod completions;
+mod score;
+mod stream;
 
 use crate::model::Llama;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -13,7 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+pub use chat::ChatRequest;
+pub use chat_template::ChatTemplate;
 pub use completions::{complete, CompletionRequest};
 
 /// What handlers share: the model (one forward at a time) and its tokenizer.
@@ -22,6 +31,29 @@ pub struct AppState {
     pub tokenizer: tokenizers::Tokenizer,
     pub model_name: String,
     pub api_key: Option<String>,
+    pub chat_template: Option<ChatTemplate>,
+    /// The longest a request may take, waiting for the model included.
+    pub timeout: Duration,
+    /// The model's context (prompt + completion tokens).
+    pub context: usize,
+    score_queue: Mutex<Vec<score::ScoreJob>>,
+}
+
+impl AppState {
+    /// A state without auth, chat template or timeout beyond ten minutes; set the public
+    /// fields to change that.
+    pub fn new(model: Llama, tokenizer: tokenizers::Tokenizer, model_name: &str) -> Self {
+        AppState {
+            context: model.config.max_position_embeddings,
+            model: Mutex::new(model),
+            tokenizer,
+            model_name: model_name.into(),
+            api_key: None,
+            chat_template: None,
+            timeout: Duration::from_secs(600),
+            score_queue: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -79,16 +111,93 @@ async fn tokenize(
     }
 }
 
+/// Runs `work` on a blocking thread, answering 504 if it outlives the request timeout.
+async fn blocking<F>(state: &Arc<AppState>, work: F) -> Response
+where
+    F: FnOnce(&AppState, Instant) -> Result<serde_json::Value, completions::Failure>
+        + Send
+        + 'static,
+{
+    let deadline = Instant::now() + state.timeout;
+    let s = state.clone();
+    let task = tokio::task::spawn_blocking(move || work(&s, deadline));
+    // A little grace: the work itself stops at the deadline and says so.
+    match tokio::time::timeout(state.timeout + Duration::from_secs(1), task).await {
+        Ok(Ok(Ok(body))) => Json(body).into_response(),
+        Ok(Ok(Err((status, message)))) => error(status, message),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the request timed out"),
+    }
+}
+
 async fn completions(
     State(state): State<Arc<AppState>>,
     Json(req): Json<CompletionRequest>,
 ) -> Response {
-    let state2 = state.clone();
-    match tokio::task::spawn_blocking(move || complete(&state2, &req)).await {
-        Ok(Ok(body)) => Json(body).into_response(),
-        Ok(Err((status, message))) => error(status, message),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    if req.stream {
+        let prompt = match &req.prompt {
+            serde_json::Value::String(p) if !req.echo && req.logprobs.is_none() => p.clone(),
+            _ => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "streaming takes one string prompt, without echo or logprobs",
+                )
+            }
+        };
+        let prepared = completions::prompt_ids(&state, &prompt, req.max_tokens, "the prompt")
+            .and_then(|ids| Ok((ids, completions::stop_list(&req.stop)?)));
+        let (ids, stop) = match prepared {
+            Ok(p) => p,
+            Err((status, m)) => return error(status, m),
+        };
+        let params = crate::generate::SamplingParams {
+            max_new_tokens: req.max_tokens,
+            temperature: req.temperature.unwrap_or(1.0),
+            top_k: req.top_k,
+            top_p: req.top_p,
+            seed: req.seed.unwrap_or(0),
+            stop,
+            eos: crate::generate::eos_ids(&state.tokenizer),
+        };
+        let (created, model) = (
+            chat::now(),
+            req.model
+                .clone()
+                .unwrap_or_else(|| state.model_name.clone()),
+        );
+        let deadline = Instant::now() + state.timeout;
+        return stream::respond(state, ids, params, deadline, move |piece, finish| {
+            serde_json::json!({
+                "id": format!("cmpl-{created}"), "object": "text_completion", "created": created,
+                "model": model,
+                "choices": [{"index": 0, "text": piece, "logprobs": null, "finish_reason": finish}],
+            })
+        });
     }
+    blocking(&state, move |s, deadline| complete(s, &req, deadline)).await
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<ChatRequest>,
+) -> Response {
+    if req.stream {
+        let (ids, params) = match chat::prepare(&state, &req) {
+            Ok(p) => p,
+            Err((status, m)) => return error(status, m),
+        };
+        let (created, model) = (
+            chat::now(),
+            req.model
+                .clone()
+                .unwrap_or_else(|| state.model_name.clone()),
+        );
+        let deadline = Instant::now() + state.timeout;
+        return stream::respond(state, ids, params, deadline, move |piece, finish| {
+            chat::chunk(&model, created, piece, finish)
+        });
+    }
+    blocking(&state, move |s, deadline| chat::chat(s, &req, deadline)).await
 }
 
 /// The router; `max_body` bounds request bodies (413 above it).
@@ -97,6 +206,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/health", get(health))
         .route("/tokenize", post(tokenize))
         .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -8,6 +8,8 @@ use flagscale::model::Llama;
 use std::path::{Path, PathBuf};
 
 mod bench;
+mod convert;
+mod serve;
 mod train;
 
 #[derive(Parser, Debug)]
@@ -36,24 +38,13 @@ enum Command {
     /// process tree (`scripts/torch_train_cpu.py` on the CPU, or `--reference SCRIPT`); prints
     /// tokens/s, MFU and the ratios.
     Bench(bench::BenchArgs),
-    /// Serve an OpenAI-compatible API (`/v1/completions` with echo + logprobs, `/tokenize`,
-    /// `/health`) on loopback unless told otherwise.
-    Serve {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long, env = "FLAGSCALE_HOST", default_value = "127.0.0.1")]
-        host: String,
-        #[arg(long, env = "FLAGSCALE_PORT", default_value_t = 8000)]
-        port: u16,
-        /// Require `Authorization: Bearer KEY`.
-        #[arg(long, env = "FLAGSCALE_API_KEY")]
-        api_key: Option<String>,
-        /// Largest request body in bytes (413 above).
-        #[arg(long, default_value_t = 2 << 20)]
-        max_body: usize,
-        #[arg(long, default_value = "auto")]
-        device: flagcore::Device,
-    },
+    /// Serve an OpenAI-compatible API (`/v1/completions` with echo + logprobs,
+    /// `/v1/chat/completions`, streaming, `/tokenize`, `/health`) on loopback unless told
+    /// otherwise.
+    Serve(serve::ServeArgs),
+    /// Convert a model: a GGUF file (dequantised) or a Hugging Face / flagscale checkpoint
+    /// folder (sharded or not, training state dropped) into a Hugging Face folder.
+    Convert(convert::ConvertArgs),
     /// Parameters and FLOPs per token of a checkpoint (Hugging Face folder or .gguf).
     Info {
         model: PathBuf,
@@ -97,11 +88,14 @@ fn main() -> std::process::ExitCode {
     )
 }
 
-fn is_gguf(p: &Path) -> bool {
+pub(crate) fn is_gguf(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "gguf")
 }
 
-fn load(path: &Path, device: tch::Device) -> anyhow::Result<(Llama, tokenizers::Tokenizer)> {
+pub(crate) fn load(
+    path: &Path,
+    device: tch::Device,
+) -> anyhow::Result<(Llama, tokenizers::Tokenizer)> {
     if is_gguf(path) {
         let model = flagscale::gguf::load(path, flagcore::DType::F32, device)?;
         let tok = flagdata::tokenize::from_gguf(path, None)?;
@@ -114,54 +108,10 @@ fn load(path: &Path, device: tch::Device) -> anyhow::Result<(Llama, tokenizers::
     }
 }
 
-fn serve(
-    model: &Path,
-    host: &str,
-    port: u16,
-    api_key: Option<String>,
-    max_body: usize,
-    device: flagcore::Device,
-) -> anyhow::Result<()> {
-    let (m, tokenizer) = load(model, device.to_tch())?;
-    let name = model
-        .file_stem()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let state = std::sync::Arc::new(flagscale::serve::AppState {
-        model: std::sync::Mutex::new(m),
-        tokenizer,
-        model_name: name,
-        api_key,
-    });
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((host, port))
-            .await
-            .with_context(|| format!("binding {host}:{port}"))?;
-        eprintln!(
-            "serving {} on http://{}",
-            model.display(),
-            listener.local_addr()?
-        );
-        axum::serve(listener, flagscale::serve::router(state, max_body))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        anyhow::Ok(())
-    })
-}
-
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve {
-            model,
-            host,
-            port,
-            api_key,
-            max_body,
-            device,
-        } => serve(&model, &host, port, api_key, max_body, device)?,
+        Command::Serve(args) => serve::run(&args)?,
+        Command::Convert(args) => convert::run(&args)?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Train { config, overrides } => train::run(&config, &overrides)?,
         Command::Info { model, seq_len } => {
