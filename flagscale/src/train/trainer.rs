@@ -355,7 +355,14 @@ impl Trainer {
         let mut all = checkpoints(dir)?;
         while all.len() > self.config.keep_last.max(1) {
             let old = all.remove(0);
-            let _ = std::fs::remove_dir_all(old);
+            // Renamed first, so a kill mid-delete never leaves a `step-N` with files missing.
+            let doomed = dir.join(format!(
+                ".deleting-{}",
+                old.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            if std::fs::rename(&old, &doomed).is_ok() {
+                let _ = std::fs::remove_dir_all(doomed);
+            }
         }
         Ok(final_dir)
     }

@@ -23,6 +23,7 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
                 ckpts.display()
             );
             t.config = wanted;
+            forget_metrics_after(&exp.join("logs/metrics.jsonl"), t.step)?;
             eprintln!(
                 "resuming at step {} ({} samples consumed)",
                 t.step, t.consumed_samples
@@ -31,6 +32,7 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
         }
         // A crash before the first checkpoint completed leaves only scratch folders: start over.
         Err(flagscale::Error::Invalid(m)) if m.starts_with("no complete checkpoint") => {
+            forget_metrics_after(&exp.join("logs/metrics.jsonl"), 0)?;
             Trainer::new(
                 init_model(cfg.model.architecture.clone(), cfg.experiment.seed, device)?,
                 wanted,
@@ -127,5 +129,27 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
     manifest.finish();
     manifest.write_beside(exp)?;
     println!("trained to step {} in {}", trainer.step, exp.display());
+    Ok(())
+}
+
+/// Drops the metrics rows of steps after `step` (logged by a run that died before its next
+/// checkpoint), so a resumed run's log reads as one run's.
+fn forget_metrics_after(path: &Path, step: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        flagcore::fsutil::write_atomic(path, kept.as_bytes())?;
+    }
     Ok(())
 }
