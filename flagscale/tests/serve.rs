@@ -199,6 +199,38 @@ fn completions_echo_logprobs_and_auth() {
     let (status, v) = http(addr, "/v1/completions", &body, Some("sekret"));
     assert_eq!(status, 200);
     assert_eq!(v["choices"].as_array().unwrap().len(), 6);
+
+    // Token-id prompts (lm-eval's default `tokenized_requests`) score the same.
+    let (_, t) = http(
+        addr,
+        "/tokenize",
+        &serde_json::json!({"prompt": texts[0]}).to_string(),
+        Some("sekret"),
+    );
+    let body =
+        serde_json::json!({"prompt": [t["tokens"]], "max_tokens": 0, "echo": true, "logprobs": 1});
+    let (status, v) = http(addr, "/v1/completions", &body.to_string(), Some("sekret"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], texts[0]);
+    let last = v["choices"][0]["logprobs"]["token_logprobs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!((last - alone[0]).abs() < 1e-6, "{last} vs {}", alone[0]);
+    let (status, v) = http(
+        addr,
+        "/v1/completions",
+        r#"{"prompt": [[1, 99999999]], "max_tokens": 0}"#,
+        Some("sekret"),
+    );
+    assert_eq!(status, 422);
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("vocabulary"));
 }
 
 /// The `data:` payloads of a server-sent-event response.

@@ -2,7 +2,8 @@
 //! cache with pinned versions: megatron-core reads our Megatron datasets
 //! (`data/scripts/check_megatron.py`); transformers runs the reference models of
 //! `flagscale/scripts/{hf,gguf}_reference.py` (GGUF through gguf + accelerate). torch comes
-//! from the libtorch install itself.
+//! from the libtorch install itself. lm-eval (for the check that it scores through
+//! `flagscale serve`) gets a folder of its own, from `flagscale/scripts/lmeval_requirements.txt`.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,48 @@ pub fn ensure(libtorch_root: &Path) -> anyhow::Result<Option<String>> {
         install(&dir)?;
     }
     Ok(Some(format!("{}:{}", dir.display(), torch_site.display())))
+}
+
+/// Installs lm-eval's pinned packages (without their declared dependencies, which would pull
+/// a second torch) into a folder named by the requirements' hash; returns it.
+pub fn ensure_lmeval(root: &Path) -> anyhow::Result<PathBuf> {
+    let reqs = root.join("flagscale/scripts/lmeval_requirements.txt");
+    let text = std::fs::read(&reqs).with_context(|| format!("reading {}", reqs.display()))?;
+    // FNV-1a: a changed pin list gets a fresh folder.
+    let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    let dir = crate::libtorch::cache_root()?.join(format!("lmeval-{:012x}", hash >> 16));
+    if dir.join("READY").is_file() {
+        return Ok(dir);
+    }
+    let scratch = dir.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let target = scratch.to_str().context("cache path is not UTF-8")?;
+    let reqs_arg = reqs.to_str().context("checkout path is not UTF-8")?;
+    crate::cmd::run(
+        Path::new("."),
+        &py,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            target,
+            "-r",
+            reqs_arg,
+        ],
+    )?;
+    std::fs::write(scratch.join("READY"), &text)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&scratch, &dir)
+        .with_context(|| format!("moving {} into place", dir.display()))?;
+    Ok(dir)
 }
 
 fn install(dir: &Path) -> anyhow::Result<()> {

@@ -20,8 +20,11 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     ];
     cmd::run(root, "cargo", &clippy)?;
     // FLAGOPEN_PYCHECK switches on the cross-checks against megatron-core.
+    // FLAGOPEN_LMEVAL adds lm-eval scoring through `flagscale serve`.
     if let Some(path) = pycheck {
         std::env::set_var("FLAGOPEN_PYCHECK", path);
+        let lmeval = crate::pycheck::ensure_lmeval(root)?;
+        std::env::set_var("FLAGOPEN_LMEVAL", lmeval);
     }
     cmd::run(root, "cargo", &["test", "--workspace", "--all-features"])?;
     eprintln!("xtask test: fmt, clippy and tests passed");

@@ -69,6 +69,76 @@ pub fn stop_list(stop: &Option<Value>) -> Result<Vec<String>, Failure> {
     })
 }
 
+/// The prompts of a request with their token ids when given as ids: OpenAI allows a string,
+/// a list of strings, a list of ids, or a list of lists of ids (what lm-eval sends by default).
+fn prompts(state: &AppState, prompt: &Value) -> Result<Vec<(String, Option<Vec<u32>>)>, Failure> {
+    let as_ids = |v: &Value| -> Option<Vec<u32>> {
+        v.as_array()?
+            .iter()
+            .map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
+            .collect()
+    };
+    let texts_of = |lists: Vec<Vec<u32>>| -> Result<Vec<(String, Option<Vec<u32>>)>, Failure> {
+        lists
+            .into_iter()
+            .map(|ids| {
+                let text = state
+                    .tokenizer
+                    .decode(&ids, false)
+                    .map_err(|e| bad(e.to_string()))?;
+                Ok((text, Some(ids)))
+            })
+            .collect()
+    };
+    match prompt {
+        Value::String(s) => Ok(vec![(s.clone(), None)]),
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => Ok(a
+            .iter()
+            .filter_map(|v| v.as_str().map(|s| (s.to_string(), None)))
+            .collect()),
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_number) => {
+            texts_of(vec![as_ids(prompt).ok_or_else(|| bad("token ids must be integers"))?])
+        }
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_array) => texts_of(
+            a.iter()
+                .map(|v| as_ids(v).ok_or_else(|| bad("token ids must be integers")))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => Err(bad(
+            "`prompt` must be a string, a list of strings, a list of token ids or a list of such lists",
+        )),
+    }
+}
+
+/// Checks given token ids against the vocabulary and the context.
+fn fits(
+    state: &AppState,
+    ids: Vec<u32>,
+    max_tokens: usize,
+    which: &str,
+) -> Result<Vec<u32>, Failure> {
+    let vocab = state.vocab_size;
+    if let Some(bad_id) = ids.iter().find(|&&t| t as usize >= vocab) {
+        return Err(bad(format!(
+            "{which}: token id {bad_id} is outside the vocabulary of {vocab}"
+        )));
+    }
+    if ids.is_empty() {
+        return Err(bad(format!("{which} has no tokens")));
+    }
+    if ids.len() + max_tokens > state.context {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{which}: {} tokens + max_tokens {max_tokens} exceed the context of {}",
+                ids.len(),
+                state.context
+            ),
+        ));
+    }
+    Ok(ids)
+}
+
 /// Tokens of `prompt`, checked against the context with room for `max_tokens` more.
 pub fn prompt_ids(
     state: &AppState,
@@ -82,20 +152,7 @@ pub fn prompt_ids(
         .map_err(|e| bad(e.to_string()))?
         .get_ids()
         .to_vec();
-    if ids.is_empty() {
-        return Err(bad(format!("{which} has no tokens")));
-    }
-    let context = state.context;
-    if ids.len() + max_tokens > context {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{which}: {} tokens + max_tokens {max_tokens} exceed the context of {context}",
-                ids.len()
-            ),
-        ));
-    }
-    Ok(ids)
+    fits(state, ids, max_tokens, which)
 }
 
 /// Generates with the model held, stopping at `deadline`; `on_text` sees each settled piece
@@ -138,25 +195,18 @@ pub fn complete(
     req: &CompletionRequest,
     deadline: Instant,
 ) -> Result<Value, Failure> {
-    let prompts: Vec<String> = match &req.prompt {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) if a.iter().all(Value::is_string) && !a.is_empty() => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        _ => {
-            return Err(bad(
-                "`prompt` must be a string or a non-empty list of strings",
-            ))
-        }
-    };
+    let prompts = prompts(state, &req.prompt)?;
     let stop = stop_list(&req.stop)?;
     let top = req.logprobs.unwrap_or(0).min(20);
     let tok = &state.tokenizer;
     let eos = crate::generate::eos_ids(tok);
     let mut runs = Vec::with_capacity(prompts.len());
-    for (index, prompt) in prompts.iter().enumerate() {
-        let ids = prompt_ids(state, prompt, req.max_tokens, &format!("prompt {index}"))?;
+    for (index, (prompt, given)) in prompts.iter().enumerate() {
+        let which = format!("prompt {index}");
+        let ids = match given {
+            Some(ids) => fits(state, ids.clone(), req.max_tokens, &which)?,
+            None => prompt_ids(state, prompt, req.max_tokens, &which)?,
+        };
         let params = SamplingParams {
             max_new_tokens: req.max_tokens,
             temperature: req.temperature.unwrap_or(1.0),
@@ -193,7 +243,8 @@ pub fn complete(
     };
     let mut choices = Vec::new();
     let (mut prompt_tokens, mut completion_tokens) = (0usize, 0usize);
-    for (index, ((prompt, (ids, gen)), scores)) in prompts.iter().zip(runs).zip(scores).enumerate()
+    for (index, (((prompt, _), (ids, gen)), scores)) in
+        prompts.iter().zip(runs).zip(scores).enumerate()
     {
         let (gen_tokens, gen_text, finish) = match gen {
             Some(g) => (g.tokens, g.text, g.finish_reason.as_openai()),

@@ -36,6 +36,7 @@ pub struct AppState {
     pub timeout: Duration,
     /// The model's context (prompt + completion tokens).
     pub context: usize,
+    pub vocab_size: usize,
     score_queue: Mutex<Vec<score::ScoreJob>>,
 }
 
@@ -45,6 +46,7 @@ impl AppState {
     pub fn new(model: Llama, tokenizer: tokenizers::Tokenizer, model_name: &str) -> Self {
         AppState {
             context: model.config.max_position_embeddings,
+            vocab_size: model.config.vocab_size,
             model: Mutex::new(model),
             tokenizer,
             model_name: model_name.into(),

