@@ -69,16 +69,19 @@ pub fn stop_list(stop: &Option<Value>) -> Result<Vec<String>, Failure> {
     })
 }
 
+/// A prompt's text, and its ids when the request gave ids.
+type Prompt = (String, Option<Vec<u32>>);
+
 /// The prompts of a request with their token ids when given as ids: OpenAI allows a string,
 /// a list of strings, a list of ids, or a list of lists of ids (what lm-eval sends by default).
-fn prompts(state: &AppState, prompt: &Value) -> Result<Vec<(String, Option<Vec<u32>>)>, Failure> {
+fn prompts(state: &AppState, prompt: &Value) -> Result<Vec<Prompt>, Failure> {
     let as_ids = |v: &Value| -> Option<Vec<u32>> {
         v.as_array()?
             .iter()
             .map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
             .collect()
     };
-    let texts_of = |lists: Vec<Vec<u32>>| -> Result<Vec<(String, Option<Vec<u32>>)>, Failure> {
+    let texts_of = |lists: Vec<Vec<u32>>| -> Result<Vec<Prompt>, Failure> {
         lists
             .into_iter()
             .map(|ids| {
