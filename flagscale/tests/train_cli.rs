@@ -248,3 +248,72 @@ fn killed_at_any_moment_training_ends_where_an_uninterrupted_run_ends() {
         .collect();
     assert!(strays.is_empty(), "{strays:?}");
 }
+
+#[test]
+fn init_from_a_checkpoint_starts_from_its_weights() {
+    let first = tempfile::tempdir().unwrap();
+    let config = toy_experiment(first.path(), 4);
+    let out = Command::new(env!("CARGO_BIN_EXE_flagscale"))
+        .arg("train")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = first.path().join("exp/checkpoints/step-00000004");
+
+    // The same experiment elsewhere, its architecture read from the checkpoint; with a zero
+    // learning rate (and so no decay) one step leaves the weights as they came.
+    let second = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &first.path().join("exp").display().to_string(),
+        &second.path().join("exp").display().to_string(),
+    );
+    let arch = text.find("  architecture:").unwrap();
+    let arch_end = arch + text[arch..].find("\n  optimizer").unwrap();
+    let text = format!(
+        "{}  init_from: {}{}",
+        &text[..arch],
+        start.display(),
+        &text[arch_end..]
+    );
+    let config2 = second.path().join("exp.yaml");
+    std::fs::write(&config2, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flagscale"))
+        .arg("train")
+        .arg(&config2)
+        .args(["--", "model.train_steps=1", "model.optimizer.lr=0"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("starting from"), "{log}");
+    let load = |d: &std::path::Path| {
+        flagscale::model::Llama::load(d, flagcore::DType::F32, tch::Device::Cpu).unwrap()
+    };
+    let (a, b) = (
+        load(&start),
+        load(&second.path().join("exp/checkpoints/step-00000001")),
+    );
+    for ((na, ta), (nb, tb)) in a.named_tensors().into_iter().zip(b.named_tensors()) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} changed");
+    }
+    // An architecture that contradicts the checkpoint is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_flagscale"))
+        .arg("train")
+        .arg(&config)
+        .args([
+            "--",
+            &format!("+model.init_from={}", start.display()),
+            "model.train_steps=8",
+            "model.architecture.intermediate_size=96",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("init_from"), "{err}");
+}

@@ -97,7 +97,14 @@ fn clip() -> f64 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
-    pub architecture: LlamaConfig,
+    /// The model's Hugging Face config; may be left out with `init_from` (then it is read
+    /// from there).
+    #[serde(default)]
+    pub architecture: Option<LlamaConfig>,
+    /// Start from these weights instead of a random initialisation: a Hugging Face or
+    /// flagscale checkpoint folder, or a GGUF file (continued pre-training, fine-tuning).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
     pub optimizer: Optimizer,
     #[serde(default)]
     pub warmup_steps: usize,
@@ -139,13 +146,40 @@ impl ExperimentConfig {
             .file(path)
             .overrides(overrides)
             .resolve()?;
-        let cfg: ExperimentConfig = resolved.parse()?;
+        let mut cfg: ExperimentConfig = resolved.parse()?;
         let fail = |field: &str, message: String| Error::Config {
             path: path.to_path_buf(),
             field: field.into(),
             message,
         };
-        cfg.model.architecture.validate(path)?;
+        if let Some(src) = &cfg.model.init_from {
+            let theirs = if src.extension().is_some_and(|e| e == "gguf") {
+                let meta = flagdata::tokenize::gguf::Metadata::read(src)?;
+                let mut c = crate::gguf::config(&meta)?;
+                // Loading switches GGUF's interleaved rotary rows to the halves layout.
+                c.rope_interleaved = false;
+                c
+            } else {
+                LlamaConfig::from_file(&src.join("config.json"))?
+            };
+            if let Some(ours) = &cfg.model.architecture {
+                let (a, b) = (serde_json::to_value(ours), serde_json::to_value(&theirs));
+                if a.ok() != b.ok() {
+                    return Err(fail(
+                        "model.architecture",
+                        format!("differs from the config of init_from {}", src.display()),
+                    ));
+                }
+            }
+            cfg.model.architecture = Some(theirs);
+        }
+        let Some(arch) = &cfg.model.architecture else {
+            return Err(fail(
+                "model",
+                "give `architecture` (a Hugging Face config) or `init_from` (a checkpoint)".into(),
+            ));
+        };
+        arch.validate(path)?;
         cfg.precision().map_err(|m| fail("system.precision", m))?;
         cfg.split().map_err(|m| fail("data.split", m))?;
         if cfg.model.train_steps == 0
@@ -187,6 +221,15 @@ impl ExperimentConfig {
                 )),
             })
             .collect()
+    }
+
+    /// The model config (filled from `init_from` when not written; [`load`](Self::load)
+    /// guarantees one).
+    pub fn architecture(&self) -> &LlamaConfig {
+        self.model
+            .architecture
+            .as_ref()
+            .expect("ExperimentConfig::load fills the architecture")
     }
 
     pub fn precision(&self) -> std::result::Result<Precision, String> {

@@ -33,10 +33,20 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
         // A crash before the first checkpoint completed leaves only scratch folders: start over.
         Err(flagscale::Error::Invalid(m)) if m.starts_with("no complete checkpoint") => {
             forget_metrics_after(&exp.join("logs/metrics.jsonl"), 0)?;
-            Trainer::new(
-                init_model(cfg.model.architecture.clone(), cfg.experiment.seed, device)?,
-                wanted,
-            )?
+            let model = match &cfg.model.init_from {
+                Some(src) => {
+                    let mut m = if crate::is_gguf(src) {
+                        flagscale::gguf::load(src, flagcore::DType::F32, device)?
+                    } else {
+                        flagscale::model::Llama::load(src, flagcore::DType::F32, device)?
+                    };
+                    m.use_half_rope();
+                    eprintln!("starting from {}", src.display());
+                    m
+                }
+                None => init_model(cfg.architecture().clone(), cfg.experiment.seed, device)?,
+            };
+            Trainer::new(model, wanted)?
         }
         Err(e) => return Err(e.into()),
     };
@@ -52,9 +62,9 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
     } else {
         None
     };
-    let per_token = flops_per_token(&cfg.model.architecture, cfg.model.seq_length);
+    let per_token = flops_per_token(cfg.architecture(), cfg.model.seq_length);
     tracing::info!(
-        params = cfg.model.architecture.parameter_count(),
+        params = cfg.architecture().parameter_count(),
         flops_per_token = per_token,
         "FLOPs/token by llm.c's formula 6N + 6·L·d·T, attention not halved for causality"
     );
