@@ -71,6 +71,7 @@ pub struct QueuedStep {
     grad_norm: Tensor,
     lr: f64,
     tokens: usize,
+    host_secs: f64,
 }
 
 impl QueuedStep {
@@ -87,6 +88,7 @@ impl QueuedStep {
             grad_norm: self.grad_norm.double_value(&[]),
             lr: self.lr,
             tokens: self.tokens,
+            host_secs: self.host_secs,
         }
     }
 }
@@ -124,6 +126,10 @@ pub struct StepStats {
     pub grad_norm: f64,
     pub lr: f64,
     pub tokens: usize,
+    /// Seconds the host spent queueing the step: its duration when the host, not the
+    /// device, is the bottleneck.
+    #[serde(default)]
+    pub host_secs: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -267,6 +273,7 @@ impl Trainer {
     /// Queues one optimizer step on the device without waiting for it; its numbers come from
     /// [`QueuedStep::wait`]. Queueing step n + 1 before waiting on step n keeps the device busy.
     pub fn queue_step(&mut self) -> Result<QueuedStep> {
+        let start = std::time::Instant::now();
         let (b, t) = (self.config.micro_batch, self.config.seq_len as i64);
         let mut loss_sum = Tensor::zeros([], (Kind::Float, self.model.device()));
         for _ in 0..self.config.grad_accum {
@@ -285,6 +292,7 @@ impl Trainer {
             grad_norm,
             lr,
             tokens: b * self.config.grad_accum * t as usize,
+            host_secs: start.elapsed().as_secs_f64(),
         })
     }
 

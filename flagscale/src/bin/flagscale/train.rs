@@ -74,6 +74,9 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
     let every = |n: usize, k: usize| n % k.max(1) == 0 || n == total;
     let mut last = std::time::Instant::now();
     let mut pending: Option<flagscale::train::QueuedStep> = None;
+    // Only an asynchronous device gains from queueing ahead; on the CPU a step runs as it is
+    // queued, and reading each back at once keeps the per-step times true.
+    let ahead = device.is_cuda();
     loop {
         // Step n + 1 is queued before step n is read back, so the device never waits on the
         // host; a step that validates or saves is read back (and acted on) before the next.
@@ -91,14 +94,17 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
                 p
             }
             (None, None) => break,
-            (None, Some(q)) if barrier(q.step()) => q,
+            (None, Some(q)) if !ahead || barrier(q.step()) => q,
             (None, Some(q)) => {
                 pending = Some(q);
                 continue;
             }
         };
         let s = done.wait();
-        let secs = last.elapsed().as_secs_f64();
+        // Between read-backs when the device is the bottleneck; when the host is, a step read
+        // back right after its successor was queued shows a short gap, and its own queueing
+        // time is the truer figure.
+        let secs = last.elapsed().as_secs_f64().max(s.host_secs);
         last = std::time::Instant::now();
         let tflops = per_token * s.tokens as f64 / secs / 1e12;
         bar.inc(1);
@@ -130,6 +136,10 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
                     .with_context(|| format!("copying {}", tok.display()))?;
             }
             manifest.add_output(&dir.join("model.safetensors"))?;
+        }
+        if barrier(s.step) {
+            // Validation and saving are not the next step's time.
+            last = std::time::Instant::now();
         }
     }
     bar.finish_and_clear();

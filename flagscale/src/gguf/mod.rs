@@ -1,10 +1,13 @@
 //! Loading llama.cpp GGUF checkpoints of LLaMA-architecture models: the config from the
 //! `llama.*` metadata, tensors dequantised from F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0
-//! (GGML's block formats: 32 values per block, f16 scale, and an f16 minimum for the `_1` kinds).
+//! (GGML's block formats: 32 values per block, f16 scale, and an f16 minimum for the `_1` kinds)
+//! and the K quantisations Q2_K to Q6_K (`kquants.rs`).
 //!
 //! llama.cpp's converter reorders the rows of the query and key projections so that its rotary
 //! kernel can rotate adjacent channel pairs; those weights are exactly a model with the
 //! interleaved rotary layout, which is how they are loaded here (no un-permuting needed).
+
+mod kquants;
 
 use crate::model::{Llama, LlamaConfig};
 use crate::{Error, Result};
@@ -27,8 +30,17 @@ fn layout(ggml_type: u32) -> Option<(usize, usize)> {
         6 => (22, 32),
         7 => (24, 32),
         8 => (34, 32),
-        _ => return None,
+        k => (kquants::block_bytes(k)?, kquants::QK_K),
     })
+}
+
+/// Values of a tensor's raw bytes of GGML type `ggml_type` (whole blocks), in GGML order;
+/// `None` for a type this loader does not read.
+pub fn dequantize_bytes(ggml_type: u32, bytes: &[u8]) -> Option<Vec<f32>> {
+    let (size, values) = layout(ggml_type)?;
+    let mut out = Vec::with_capacity(bytes.len() / size * values);
+    dequantize(ggml_type, bytes, &mut out);
+    Some(out)
 }
 
 /// Values of a tensor's raw bytes, in GGML order.
@@ -89,7 +101,7 @@ fn dequantize(ggml_type: u32, bytes: &[u8], out: &mut Vec<f32>) {
                 out.extend(blk[2..34].iter().map(|&q| q as i8 as f32 * d));
             }
         }
-        other => unreachable!("layout() rejected type {other}"),
+        k => kquants::dequantize(k, bytes, out),
     }
 }
 
