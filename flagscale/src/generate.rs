@@ -131,15 +131,6 @@ fn pick(logits: &[f64], p: &SamplingParams, rng: &mut Rng) -> usize {
     order[keep - 1]
 }
 
-fn last_row(logits: &Tensor) -> Vec<f64> {
-    let row = logits
-        .select(0, 0)
-        .select(0, -1)
-        .to_kind(Kind::Double)
-        .to_device(tch::Device::Cpu);
-    Vec::<f64>::try_from(&row).unwrap_or_default()
-}
-
 /// Generates after `prompt` (ids). The model runs once over the prompt, then one token at a
 /// time against the KV cache.
 pub fn generate(
@@ -179,88 +170,221 @@ pub fn generate_streaming(
     p: &SamplingParams,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation> {
-    let mut sent = 0usize;
-    let out = generate_inner(model, tokenizer, prompt, p, &mut |text, done| {
+    let mut out = generate_batch(
+        model,
+        tokenizer,
+        &mut [BatchRequest {
+            prompt,
+            params: p,
+            on_text,
+        }],
+    )?;
+    Ok(out.remove(0))
+}
+
+/// One prompt of a batch: its sampling settings and where its text goes as it settles.
+pub struct BatchRequest<'a> {
+    pub prompt: &'a [u32],
+    pub params: &'a SamplingParams,
+    pub on_text: &'a mut dyn FnMut(&str) -> bool,
+}
+
+impl std::fmt::Debug for BatchRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchRequest")
+            .field("prompt", &self.prompt.len())
+            .field("params", self.params)
+            .finish()
+    }
+}
+
+/// The decoding state of one sequence: sampling, stop rules and streaming of settled text.
+struct Row<'a> {
+    p: &'a SamplingParams,
+    rng: Rng,
+    out: Generation,
+    sent: usize,
+    on_text: &'a mut dyn FnMut(&str) -> bool,
+    done: bool,
+}
+
+impl<'a> Row<'a> {
+    fn new(p: &'a SamplingParams, on_text: &'a mut dyn FnMut(&str) -> bool) -> Self {
+        let mut row = Row {
+            p,
+            rng: Rng(p.seed),
+            out: Generation {
+                tokens: vec![],
+                text: String::new(),
+                logprobs: vec![],
+                finish_reason: FinishReason::Length,
+            },
+            sent: 0,
+            on_text,
+            done: false,
+        };
+        if p.max_new_tokens == 0 {
+            row.finish(FinishReason::Length);
+        }
+        row
+    }
+
+    /// Hands on the text that can no longer change (all of it once `done`).
+    fn emit(&mut self, done: bool) -> bool {
+        let text = &self.out.text;
         let end = if done {
             text.len()
         } else {
-            settled(text, &p.stop)
+            settled(text, &self.p.stop)
         };
-        if end > sent {
-            let piece = &text[sent..end];
-            sent = end;
-            return on_text(piece);
+        if end > self.sent {
+            let piece = &text[self.sent..end];
+            self.sent = end;
+            return (self.on_text)(piece);
         }
         true
-    })?;
-    Ok(out)
-}
-
-fn generate_inner(
-    model: &Llama,
-    tokenizer: &tokenizers::Tokenizer,
-    prompt: &[u32],
-    p: &SamplingParams,
-    progress: &mut dyn FnMut(&str, bool) -> bool,
-) -> Result<Generation> {
-    if prompt.is_empty() {
-        return Err(Error::Invalid("the prompt has no tokens".into()));
     }
-    let device = model.device();
-    let mut cache = KvCache::new();
-    let mut rng = Rng(p.seed);
-    let ids: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
-    let mut logits = model.forward_cached(
-        &Tensor::from_slice(&ids).view([1, -1]).to_device(device),
-        Some(&mut cache),
-    )?;
-    let mut out = Generation {
-        tokens: vec![],
-        text: String::new(),
-        logprobs: vec![],
-        finish_reason: FinishReason::Length,
-    };
-    for _ in 0..p.max_new_tokens {
-        let row = last_row(&logits);
-        let next = pick(&row, p, &mut rng);
-        if p.eos.contains(&(next as u32)) {
-            out.finish_reason = FinishReason::Eos;
-            break;
+
+    fn finish(&mut self, reason: FinishReason) {
+        self.done = true;
+        self.out.finish_reason = reason;
+        if reason != FinishReason::Cancelled {
+            self.emit(true);
         }
-        out.logprobs.push(log_softmax(&row)[next]);
-        out.tokens.push(next as u32);
-        out.text = tokenizer
-            .decode(&out.tokens, true)
+    }
+
+    /// Takes the logits of the next position; returns the token to feed back, or `None`
+    /// once the sequence is finished.
+    fn step(&mut self, logits: &[f64], tokenizer: &tokenizers::Tokenizer) -> Result<Option<u32>> {
+        let next = pick(logits, self.p, &mut self.rng) as u32;
+        if self.p.eos.contains(&next) {
+            self.finish(FinishReason::Eos);
+            return Ok(None);
+        }
+        self.out.logprobs.push(log_softmax(logits)[next as usize]);
+        self.out.tokens.push(next);
+        self.out.text = tokenizer
+            .decode(&self.out.tokens, true)
             .map_err(|e| Error::Invalid(format!("decoding: {e}")))?;
-        if let Some(at) = p
+        if let Some(at) = self
+            .p
             .stop
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| out.text.find(s.as_str()))
+            .filter_map(|s| self.out.text.find(s.as_str()))
             .min()
         {
-            out.text.truncate(at);
-            out.finish_reason = FinishReason::Stop;
-            break;
+            self.out.text.truncate(at);
+            self.finish(FinishReason::Stop);
+            return Ok(None);
         }
-        if !progress(&out.text, false) {
-            out.finish_reason = FinishReason::Cancelled;
-            break;
+        if !self.emit(false) {
+            self.finish(FinishReason::Cancelled);
+            return Ok(None);
         }
-        if cache.len() as usize >= model.config.max_position_embeddings {
-            break;
+        if self.out.tokens.len() >= self.p.max_new_tokens {
+            self.finish(FinishReason::Length);
+            return Ok(None);
         }
-        logits = model.forward_cached(
-            &Tensor::from_slice(&[next as i64])
-                .view([1, 1])
-                .to_device(device),
-            Some(&mut cache),
-        )?;
+        Ok(Some(next))
     }
-    if out.finish_reason != FinishReason::Cancelled {
-        progress(&out.text, true);
+}
+
+/// Rows of logits (B, vocab) at the last position, as f64 on the host.
+fn last_rows(logits: &Tensor) -> Vec<Vec<f64>> {
+    let rows = logits
+        .select(1, -1)
+        .to_kind(Kind::Double)
+        .to_device(tch::Device::Cpu);
+    (0..rows.size()[0])
+        .map(|b| Vec::<f64>::try_from(&rows.get(b)).unwrap_or_default())
+        .collect()
+}
+
+/// Generates for several prompts at once: prompts are left-padded to one length, every row
+/// gets its own positions and a mask that hides the padding, and each step decodes one token
+/// for every unfinished row against a shared KV cache. A row's tokens are those it would get
+/// alone (up to float rounding of the batched kernels).
+pub fn generate_batch(
+    model: &Llama,
+    tokenizer: &tokenizers::Tokenizer,
+    requests: &mut [BatchRequest<'_>],
+) -> Result<Vec<Generation>> {
+    let context = model.config.max_position_embeddings as i64;
+    let lens: Vec<i64> = requests.iter().map(|r| r.prompt.len() as i64).collect();
+    if lens.contains(&0) {
+        return Err(Error::Invalid("a prompt has no tokens".into()));
     }
-    Ok(out)
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    if longest > context {
+        return Err(Error::Invalid(format!(
+            "{longest} prompt tokens exceed the model's context of {context}"
+        )));
+    }
+    let device = model.device();
+    let b = requests.len() as i64;
+    let pads: Vec<i64> = lens.iter().map(|l| longest - l).collect();
+    let mut ids = Vec::with_capacity((b * longest) as usize);
+    for (r, &pad) in requests.iter().zip(&pads) {
+        ids.extend(std::iter::repeat_n(0i64, pad as usize));
+        ids.extend(r.prompt.iter().map(|&t| t as i64));
+    }
+    let pads_t = Tensor::from_slice(&pads).to_device(device).view([b, 1]);
+    let mut rows: Vec<Row<'_>> = requests
+        .iter_mut()
+        .map(|r| Row::new(r.params, &mut *r.on_text))
+        .collect();
+    let mut cache = KvCache::new();
+    let ids = Tensor::from_slice(&ids)
+        .view([b, longest])
+        .to_device(device);
+    let mut logits = if b == 1 {
+        // Nothing to hide: the plain causal path.
+        model.forward_cached(&ids, Some(&mut cache))?
+    } else {
+        let cols = Tensor::arange(longest, (Kind::Int64, device)).view([1, longest]);
+        let positions = (&cols - &pads_t).clamp_min(0);
+        let (q, k) = (cols.view([1, longest, 1]), cols.view([1, 1, longest]));
+        let real = k.ge_tensor(&pads_t.view([b, 1, 1]));
+        // A padding query attends itself only, so its softmax row is never empty.
+        let mask = k
+            .le_tensor(&q)
+            .logical_and(&real)
+            .logical_or(&k.eq_tensor(&q));
+        model.forward_masked(&ids, &positions, &mask.unsqueeze(1), Some(&mut cache))
+    };
+    let mut len = longest;
+    loop {
+        let row_logits = last_rows(&logits);
+        let mut next = vec![0i64; b as usize];
+        for (i, row) in rows.iter_mut().enumerate() {
+            if !row.done {
+                if let Some(t) = row.step(&row_logits[i], tokenizer)? {
+                    next[i] = t as i64;
+                }
+            }
+        }
+        if rows.iter().all(|r| r.done) {
+            break;
+        }
+        if len >= context {
+            for row in rows.iter_mut().filter(|r| !r.done) {
+                row.finish(FinishReason::Length);
+            }
+            break;
+        }
+        let next = Tensor::from_slice(&next).view([b, 1]).to_device(device);
+        logits = if b == 1 {
+            model.forward_cached(&next, Some(&mut cache))?
+        } else {
+            let positions = (-&pads_t + len).view([b, 1]);
+            let keys = Tensor::arange(len + 1, (Kind::Int64, device)).view([1, len + 1]);
+            let mask = keys.ge_tensor(&pads_t).view([b, 1, 1, len + 1]);
+            model.forward_masked(&next, &positions, &mask, Some(&mut cache))
+        };
+        len += 1;
+    }
+    Ok(rows.into_iter().map(|r| r.out).collect())
 }
 
 /// For each token after the first, its log-probability given the tokens before it (what

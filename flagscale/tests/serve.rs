@@ -200,6 +200,47 @@ fn completions_echo_logprobs_and_auth() {
     assert_eq!(status, 200);
     assert_eq!(v["choices"].as_array().unwrap().len(), 6);
 
+    // Concurrent generation shares batches and changes no answer.
+    let complete = |p: &str| {
+        let body = serde_json::json!({"prompt": p, "max_tokens": 8, "temperature": 0}).to_string();
+        let (status, v) = http(addr, "/v1/completions", &body, Some("sekret"));
+        assert_eq!(status, 200, "{v}");
+        v["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let asks = [
+        "The capital of Italy is",
+        "Two plus two is",
+        "The sky is",
+        "My favourite food, by far, is",
+    ];
+    let one_by_one: Vec<String> = asks.iter().map(|p| complete(p)).collect();
+    let at_once: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = asks.iter().map(|p| s.spawn(|| complete(p))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    eprintln!("{one_by_one:?}");
+    assert_eq!(one_by_one, at_once);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sekret\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let counter = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {page}"))
+    };
+    eprintln!(
+        "generation: {} rows in {} batches; scoring: {} rows in {} batches",
+        counter("flagscale_generation_rows_total"),
+        counter("flagscale_generation_batches_total"),
+        counter("flagscale_scoring_rows_total"),
+        counter("flagscale_scoring_batches_total")
+    );
+    assert!(counter("flagscale_generation_rows_total") >= 8);
+    assert!(counter("flagscale_requests_total") > 20);
+    assert!(counter("flagscale_request_errors_total") >= 4);
+
     // Token-id prompts (lm-eval's default `tokenized_requests`) score the same.
     let (_, t) = http(
         addr,

@@ -304,6 +304,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         cache: Option<&mut LayerCache>,
+        mask: Option<&Tensor>,
     ) -> Tensor {
         let (b, t) = (x.size()[0], x.size()[1]);
         let x = &self.cast(x);
@@ -335,7 +336,9 @@ impl Llama {
         };
         // libtorch's causal flag aligns the mask top-left; with cached keys the new queries sit
         // at the bottom-right, so a chunk of several new tokens gets an explicit mask.
-        let out = if past == 0 || t == 1 {
+        let out = if let Some(mask) = mask {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, hq != hk)
+        } else if past == 0 || t == 1 {
             Tensor::scaled_dot_product_attention(
                 &q,
                 &k,
@@ -398,12 +401,38 @@ impl Llama {
 
     /// The forward pass without the checks of [`forward_cached`](Self::forward_cached) (they
     /// read the ids back from the device): for callers that checked the ids on the host.
-    pub fn forward_unchecked(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Tensor {
+    pub fn forward_unchecked(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
         let start = cache.as_ref().map_or(0, |c| c.len());
+        let (cos, sin) = self.rope.tables(start, ids.size()[1]);
+        self.run(ids, cos, sin, cache, None)
+    }
+
+    /// A forward pass where every row has its own positions and attention mask: `positions`
+    /// (B, T) are the rows' positions for the new tokens, `mask` (B, 1, T, cached + T) is true
+    /// where a query may attend a key (padding excluded). What batched generation of prompts of
+    /// different lengths needs.
+    pub fn forward_masked(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor {
+        let (cos, sin) = self.rope.tables_at(positions);
+        self.run(ids, cos, sin, cache, Some(mask))
+    }
+
+    fn run(
+        &self,
+        ids: &Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mut cache: Option<&mut KvCache>,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
         if let Some(c) = cache.as_mut() {
             c.layers.resize_with(self.layers.len(), LayerCache::default);
         }
-        let (cos, sin) = self.rope.tables(start, ids.size()[1]);
         // Rounded once here rather than in every layer.
         let (cos, sin) = match self.autocast {
             Some(k) => (cos.to_kind(k), sin.to_kind(k)),
@@ -412,7 +441,8 @@ impl Llama {
         let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
         for (i, layer) in self.layers.iter().enumerate() {
             let lc = cache.as_mut().map(|c| &mut c.layers[i]);
-            x = &x + self.attention(layer, &self.rms_norm(&x, &layer.input_norm), &cos, &sin, lc);
+            let normed = self.rms_norm(&x, &layer.input_norm);
+            x = &x + self.attention(layer, &normed, &cos, &sin, lc, mask);
             x = &x + self.mlp(layer, &self.rms_norm(&x, &layer.post_norm));
         }
         let x = self.cast(&self.rms_norm(&x, &self.norm));

@@ -34,6 +34,20 @@ impl Rope {
         (full.cos(), full.sin())
     }
 
+    /// cos and sin for per-row positions `positions` (B, T): each (B, 1, T, head_dim) in f32.
+    pub fn tables_at(&self, positions: &Tensor) -> (Tensor, Tensor) {
+        let freqs = positions
+            .to_kind(Kind::Float)
+            .unsqueeze(-1)
+            .g_mul(&self.inv_freq);
+        let full = if self.interleaved {
+            freqs.repeat_interleave_self_int(2, -1, None)
+        } else {
+            Tensor::cat(&[&freqs, &freqs], -1)
+        };
+        (full.cos().unsqueeze(1), full.sin().unsqueeze(1))
+    }
+
     /// Rotates `x` of shape (B, H, T, D) by the tables of its T positions, in `x`'s dtype
     /// (the tables are rounded to it first), as Hugging Face's LLaMA does.
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {

@@ -87,7 +87,7 @@ pub fn now() -> u64 {
 /// Runs a chat request (not streamed) before `deadline`.
 pub fn chat(state: &AppState, req: &ChatRequest, deadline: Instant) -> Result<Value, Failure> {
     let (ids, params) = prepare(state, req)?;
-    let g = run_generation(state, &ids, &params, deadline, &mut |_| true)?;
+    let g = run_generation(state, &ids, &params, deadline, Box::new(|_| true))?;
     let created = now();
     Ok(json!({
         "id": format!("chatcmpl-{created}"),

@@ -3,9 +3,10 @@
 //! likely tokens at each position. Scoring goes through the batching queue of `score.rs`;
 //! generation holds the model for one request at a time and stops at the request deadline.
 
+use super::generation::GenError;
 use super::score::{score, Scored};
 use super::AppState;
-use crate::generate::{generate_streaming, FinishReason, SamplingParams};
+use crate::generate::SamplingParams;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -158,34 +159,21 @@ pub fn prompt_ids(
     fits(state, ids, max_tokens, which)
 }
 
-/// Generates with the model held, stopping at `deadline`; `on_text` sees each settled piece
-/// and may cancel by returning false.
+/// Generates (batched with concurrent requests), stopping at `deadline`; `on_text` sees each
+/// settled piece and may cancel by returning false.
 pub fn run_generation(
     state: &AppState,
     ids: &[u32],
     params: &SamplingParams,
     deadline: Instant,
-    on_text: &mut dyn FnMut(&str) -> bool,
+    on_text: Box<dyn FnMut(&str) -> bool + Send>,
 ) -> Result<crate::generate::Generation, Failure> {
-    let model = state.model.lock().map_err(|_| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "model lock poisoned".to_string(),
-        )
-    })?;
-    if Instant::now() >= deadline {
-        return Err(timed_out(state));
-    }
-    let mut late = false;
-    let g = generate_streaming(&model, &state.tokenizer, ids, params, &mut |piece| {
-        late = Instant::now() >= deadline;
-        !late && on_text(piece)
-    })
-    .map_err(|e| bad(e.to_string()))?;
-    if late && g.finish_reason == FinishReason::Cancelled {
-        return Err(timed_out(state));
-    }
-    Ok(g)
+    super::generation::generate(state, ids.to_vec(), params.clone(), deadline, on_text).map_err(
+        |e| match e {
+            GenError::Timeout => timed_out(state),
+            GenError::Failed(m) => bad(m),
+        },
+    )
 }
 
 fn token_text(tok: &tokenizers::Tokenizer, id: u32) -> String {
@@ -222,9 +210,13 @@ pub fn complete(
         let gen = if req.max_tokens == 0 {
             None
         } else {
-            Some(run_generation(state, &ids, &params, deadline, &mut |_| {
-                true
-            })?)
+            Some(run_generation(
+                state,
+                &ids,
+                &params,
+                deadline,
+                Box::new(|_| true),
+            )?)
         };
         runs.push((ids, gen));
     }

@@ -2,12 +2,13 @@
 //! `logprobs`, which evaluation harnesses such as lm-eval's `local-completions` score
 //! multiple-choice questions with), `/v1/chat/completions` (the model's chat template),
 //! server-sent-event streaming, `/tokenize` and `/health`. Bearer-token auth when a key is
-//! set; request bodies are size-limited; requests time out; scoring requests that arrive
-//! together run as one padded batch, generation one request at a time.
+//! set; request bodies are size-limited; requests time out; requests that arrive together
+//! are scored, and generate, as padded batches.
 
 mod chat;
 mod chat_template;
 mod completions;
+mod generation;
 mod score;
 mod stream;
 
@@ -18,6 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,80 @@ pub struct AppState {
     pub context: usize,
     pub vocab_size: usize,
     score_queue: Mutex<Vec<score::ScoreJob>>,
+    gen_queue: Mutex<Vec<generation::GenJob>>,
+    pub metrics: Metrics,
+}
+
+/// Counters served at `/metrics` in Prometheus' text format.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub generation_batches: AtomicU64,
+    pub generation_rows: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    pub scoring_batches: AtomicU64,
+    pub scoring_rows: AtomicU64,
+    pub scored_tokens: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn render(&self) -> String {
+        let rows = [
+            (
+                "flagscale_requests_total",
+                "Requests answered.",
+                &self.requests,
+            ),
+            (
+                "flagscale_request_errors_total",
+                "Requests answered with an error.",
+                &self.errors,
+            ),
+            (
+                "flagscale_generation_batches_total",
+                "Batches decoded.",
+                &self.generation_batches,
+            ),
+            (
+                "flagscale_generation_rows_total",
+                "Sequences decoded (rows of all batches).",
+                &self.generation_rows,
+            ),
+            (
+                "flagscale_generated_tokens_total",
+                "Tokens generated.",
+                &self.generated_tokens,
+            ),
+            (
+                "flagscale_scoring_batches_total",
+                "Scoring forward passes.",
+                &self.scoring_batches,
+            ),
+            (
+                "flagscale_scoring_rows_total",
+                "Texts scored (rows of all passes).",
+                &self.scoring_rows,
+            ),
+            (
+                "flagscale_scored_tokens_total",
+                "Tokens scored.",
+                &self.scored_tokens,
+            ),
+        ];
+        rows.iter()
+            .map(|(name, help, c)| {
+                format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                    c.load(Ordering::Relaxed)
+                )
+            })
+            .collect()
+    }
 }
 
 impl AppState {
@@ -54,6 +130,8 @@ impl AppState {
             chat_template: None,
             timeout: Duration::from_secs(600),
             score_queue: Mutex::new(Vec::new()),
+            gen_queue: Mutex::new(Vec::new()),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -89,6 +167,24 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
 
 async fn health() -> &'static str {
     "ok"
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts requests and error answers.
+async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    Metrics::add(&state.metrics.requests, 1);
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        Metrics::add(&state.metrics.errors, 1);
+    }
+    resp
 }
 
 async fn tokenize(
@@ -206,10 +302,12 @@ async fn chat_completions(
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/tokenize", post(tokenize))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

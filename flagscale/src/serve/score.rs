@@ -48,6 +48,11 @@ pub fn score(
             if batch.is_empty() {
                 break;
             }
+            let m = &state.metrics;
+            super::Metrics::add(&m.scoring_batches, 1);
+            super::Metrics::add(&m.scoring_rows, batch.len() as u64);
+            let tokens: usize = batch.iter().map(|j| j.ids.len()).sum();
+            super::Metrics::add(&m.scored_tokens, tokens as u64);
             run(&model, batch);
         }
     }

@@ -19,18 +19,24 @@ pub fn respond(
     ids: Vec<u32>,
     params: SamplingParams,
     deadline: Instant,
-    chunk: impl Fn(&str, Option<&str>) -> Value + Send + 'static,
+    chunk: impl Fn(&str, Option<&str>) -> Value + Send + Sync + 'static,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::task::spawn_blocking(move || {
+        let chunk = std::sync::Arc::new(chunk);
+        let (sink_tx, sink_chunk) = (tx.clone(), chunk.clone());
+        // A closed channel (the client left) cancels the generation.
+        let sink = Box::new(move |piece: &str| {
+            let v = sink_chunk(piece, None);
+            sink_tx
+                .blocking_send(Ok(Event::default().data(v.to_string())))
+                .is_ok()
+        });
         let send = |v: Value| {
             tx.blocking_send(Ok(Event::default().data(v.to_string())))
                 .is_ok()
         };
-        let result: Result<_, Failure> =
-            run_generation(&state, &ids, &params, deadline, &mut |piece| {
-                send(chunk(piece, None))
-            });
+        let result: Result<_, Failure> = run_generation(&state, &ids, &params, deadline, sink);
         match result {
             Ok(g) => {
                 send(chunk("", Some(g.finish_reason.as_openai())));
