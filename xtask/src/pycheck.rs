@@ -55,64 +55,42 @@ pub fn ensure_lmeval(root: &Path) -> anyhow::Result<PathBuf> {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });
     let dir = crate::libtorch::cache_root()?.join(format!("lmeval-{:012x}", hash >> 16));
-    if dir.join("READY").is_file() {
-        return Ok(dir);
+    if !dir.join("READY").is_file() {
+        let reqs_arg = reqs.to_str().context("checkout path is not UTF-8")?;
+        pip_into(&dir, &[&["--no-deps", "-r", reqs_arg]], &text)?;
     }
+    Ok(dir)
+}
+
+fn install(dir: &Path) -> anyhow::Result<()> {
+    let mut no_deps = vec!["--no-deps"];
+    no_deps.extend(NO_DEPS);
+    let ready = [PACKAGES, NO_DEPS].concat().join("\n");
+    pip_into(dir, &[PACKAGES, &no_deps], ready.as_bytes())
+}
+
+/// One `pip install --target` per argument list into a scratch folder, which gets a READY
+/// file (`ready`) and is renamed to `dir`: an interrupted install is never taken for done.
+fn pip_into(dir: &Path, installs: &[&[&str]], ready: &[u8]) -> anyhow::Result<()> {
     let scratch = dir.with_extension(format!("partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
     let target = scratch.to_str().context("cache path is not UTF-8")?;
-    let reqs_arg = reqs.to_str().context("checkout path is not UTF-8")?;
-    crate::cmd::run(
-        Path::new("."),
-        &py,
-        &[
+    for extra in installs {
+        let mut args = vec![
             "-m",
             "pip",
             "install",
             "--quiet",
             "--no-input",
             "--disable-pip-version-check",
-            "--no-deps",
             "--target",
             target,
-            "-r",
-            reqs_arg,
-        ],
-    )?;
-    std::fs::write(scratch.join("READY"), &text)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&scratch, &dir)
-        .with_context(|| format!("moving {} into place", dir.display()))?;
-    Ok(dir)
-}
-
-fn install(dir: &Path) -> anyhow::Result<()> {
-    let scratch = dir.with_extension(format!("partial-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let target = scratch.to_str().context("cache path is not UTF-8")?;
-    let base = [
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--target",
-        target,
-    ];
-    let mut args = base.to_vec();
-    args.extend(PACKAGES);
-    crate::cmd::run(Path::new("."), &py, &args)?;
-    let mut args = base.to_vec();
-    args.push("--no-deps");
-    args.extend(NO_DEPS);
-    crate::cmd::run(Path::new("."), &py, &args)?;
-    std::fs::write(
-        scratch.join("READY"),
-        [PACKAGES, NO_DEPS].concat().join("\n"),
-    )?;
+        ];
+        args.extend_from_slice(extra);
+        crate::cmd::run(Path::new("."), &py, &args)?;
+    }
+    std::fs::write(scratch.join("READY"), ready)?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::rename(&scratch, dir)
         .with_context(|| format!("moving {} into place", dir.display()))?;

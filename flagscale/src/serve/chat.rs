@@ -2,7 +2,7 @@
 //! template, then generation as for completions, answered as a `chat.completion` (or streamed
 //! as `chat.completion.chunk`s).
 
-use super::completions::{bad, prompt_ids, run_generation, stop_list, Failure};
+use super::completions::{bad, prompt_ids, run_generation, sampling, stop_list, Failure};
 use super::AppState;
 use crate::generate::SamplingParams;
 use axum::http::StatusCode;
@@ -65,15 +65,15 @@ pub fn prepare(state: &AppState, req: &ChatRequest) -> Result<(Vec<u32>, Samplin
         .or(req.max_tokens)
         .unwrap_or(default_max);
     let ids = prompt_ids(state, &prompt, max_tokens, "the conversation")?;
-    let params = SamplingParams {
-        max_new_tokens: max_tokens,
-        temperature: req.temperature.unwrap_or(1.0),
-        top_k: req.top_k,
-        top_p: req.top_p,
-        seed: req.seed.unwrap_or(0),
-        stop: stop_list(&req.stop)?,
-        eos: crate::generate::eos_ids(&state.tokenizer),
-    };
+    let params = sampling(
+        state,
+        max_tokens,
+        req.temperature,
+        req.top_k,
+        req.top_p,
+        req.seed,
+        stop_list(&req.stop)?,
+    );
     Ok((ids, params))
 }
 

@@ -70,6 +70,52 @@ pub fn stop_list(stop: &Option<Value>) -> Result<Vec<String>, Failure> {
     })
 }
 
+/// Sampling settings from an OpenAI request's fields (temperature 1 unless given, as OpenAI).
+pub fn sampling(
+    state: &AppState,
+    max_tokens: usize,
+    temperature: Option<f64>,
+    top_k: Option<usize>,
+    top_p: Option<f64>,
+    seed: Option<u64>,
+    stop: Vec<String>,
+) -> SamplingParams {
+    SamplingParams {
+        max_new_tokens: max_tokens,
+        temperature: temperature.unwrap_or(1.0),
+        top_k,
+        top_p,
+        seed: seed.unwrap_or(0),
+        stop,
+        eos: crate::generate::eos_ids(&state.tokenizer),
+    }
+}
+
+/// The prompt's ids and sampling settings of a streamed completion: one string prompt,
+/// without echo or logprobs.
+pub fn prepare_stream(
+    state: &AppState,
+    req: &CompletionRequest,
+) -> Result<(Vec<u32>, SamplingParams), Failure> {
+    let Value::String(prompt) = &req.prompt else {
+        return Err(bad("streaming takes one string prompt"));
+    };
+    if req.echo || req.logprobs.is_some() {
+        return Err(bad("streaming does not return echo or logprobs"));
+    }
+    let ids = prompt_ids(state, prompt, req.max_tokens, "the prompt")?;
+    let params = sampling(
+        state,
+        req.max_tokens,
+        req.temperature,
+        req.top_k,
+        req.top_p,
+        req.seed,
+        stop_list(&req.stop)?,
+    );
+    Ok((ids, params))
+}
+
 /// A prompt's text, and its ids when the request gave ids.
 type Prompt = (String, Option<Vec<u32>>);
 
@@ -190,7 +236,6 @@ pub fn complete(
     let stop = stop_list(&req.stop)?;
     let top = req.logprobs.unwrap_or(0).min(20);
     let tok = &state.tokenizer;
-    let eos = crate::generate::eos_ids(tok);
     let mut runs = Vec::with_capacity(prompts.len());
     for (index, (prompt, given)) in prompts.iter().enumerate() {
         let which = format!("prompt {index}");
@@ -198,15 +243,15 @@ pub fn complete(
             Some(ids) => fits(state, ids.clone(), req.max_tokens, &which)?,
             None => prompt_ids(state, prompt, req.max_tokens, &which)?,
         };
-        let params = SamplingParams {
-            max_new_tokens: req.max_tokens,
-            temperature: req.temperature.unwrap_or(1.0),
-            top_k: req.top_k,
-            top_p: req.top_p,
-            seed: req.seed.unwrap_or(0),
-            stop: stop.clone(),
-            eos: eos.clone(),
-        };
+        let params = sampling(
+            state,
+            req.max_tokens,
+            req.temperature,
+            req.top_k,
+            req.top_p,
+            req.seed,
+            stop.clone(),
+        );
         let gen = if req.max_tokens == 0 {
             None
         } else {
@@ -292,4 +337,13 @@ pub fn complete(
         "choices": choices,
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }))
+}
+
+/// The JSON of one streamed completion chunk.
+pub fn chunk(model: &str, created: u64, piece: &str, finish: Option<&str>) -> Value {
+    json!({
+        "id": format!("cmpl-{created}"), "object": "text_completion", "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": piece, "logprobs": null, "finish_reason": finish}],
+    })
 }

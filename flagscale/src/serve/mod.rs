@@ -228,49 +228,33 @@ where
     }
 }
 
+/// Answers a streamed request: `prepared` holds its ids and settings (or the error to send),
+/// `chunk(model, created, piece, finish)` shapes each event.
+fn stream_answer(
+    state: Arc<AppState>,
+    prepared: Result<(Vec<u32>, crate::generate::SamplingParams), completions::Failure>,
+    model: Option<String>,
+    chunk: fn(&str, u64, &str, Option<&str>) -> serde_json::Value,
+) -> Response {
+    let (ids, params) = match prepared {
+        Ok(p) => p,
+        Err((status, m)) => return error(status, m),
+    };
+    let model = model.unwrap_or_else(|| state.model_name.clone());
+    let created = chat::now();
+    let deadline = Instant::now() + state.timeout;
+    stream::respond(state, ids, params, deadline, move |piece, finish| {
+        chunk(&model, created, piece, finish)
+    })
+}
+
 async fn completions(
     State(state): State<Arc<AppState>>,
     Json(req): Json<CompletionRequest>,
 ) -> Response {
     if req.stream {
-        let prompt = match &req.prompt {
-            serde_json::Value::String(p) if !req.echo && req.logprobs.is_none() => p.clone(),
-            _ => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "streaming takes one string prompt, without echo or logprobs",
-                )
-            }
-        };
-        let prepared = completions::prompt_ids(&state, &prompt, req.max_tokens, "the prompt")
-            .and_then(|ids| Ok((ids, completions::stop_list(&req.stop)?)));
-        let (ids, stop) = match prepared {
-            Ok(p) => p,
-            Err((status, m)) => return error(status, m),
-        };
-        let params = crate::generate::SamplingParams {
-            max_new_tokens: req.max_tokens,
-            temperature: req.temperature.unwrap_or(1.0),
-            top_k: req.top_k,
-            top_p: req.top_p,
-            seed: req.seed.unwrap_or(0),
-            stop,
-            eos: crate::generate::eos_ids(&state.tokenizer),
-        };
-        let (created, model) = (
-            chat::now(),
-            req.model
-                .clone()
-                .unwrap_or_else(|| state.model_name.clone()),
-        );
-        let deadline = Instant::now() + state.timeout;
-        return stream::respond(state, ids, params, deadline, move |piece, finish| {
-            serde_json::json!({
-                "id": format!("cmpl-{created}"), "object": "text_completion", "created": created,
-                "model": model,
-                "choices": [{"index": 0, "text": piece, "logprobs": null, "finish_reason": finish}],
-            })
-        });
+        let prepared = completions::prepare_stream(&state, &req);
+        return stream_answer(state, prepared, req.model.clone(), completions::chunk);
     }
     blocking(&state, move |s, deadline| complete(s, &req, deadline)).await
 }
@@ -280,20 +264,8 @@ async fn chat_completions(
     Json(req): Json<ChatRequest>,
 ) -> Response {
     if req.stream {
-        let (ids, params) = match chat::prepare(&state, &req) {
-            Ok(p) => p,
-            Err((status, m)) => return error(status, m),
-        };
-        let (created, model) = (
-            chat::now(),
-            req.model
-                .clone()
-                .unwrap_or_else(|| state.model_name.clone()),
-        );
-        let deadline = Instant::now() + state.timeout;
-        return stream::respond(state, ids, params, deadline, move |piece, finish| {
-            chat::chunk(&model, created, piece, finish)
-        });
+        let prepared = chat::prepare(&state, &req);
+        return stream_answer(state, prepared, req.model.clone(), chat::chunk);
     }
     blocking(&state, move |s, deadline| chat::chat(s, &req, deadline)).await
 }
