@@ -1,10 +1,11 @@
 //! `flagscale`: Aquila-architecture language models (the LLaMA family: RMSNorm, rotary
 //! embeddings, SwiGLU, grouped-query attention) on libtorch.
 //!
-//! This first part holds the model family: a config mirroring Hugging Face's `config.json`,
-//! loading from a Hugging Face folder, and the forward pass. Training, checkpoints, generation
-//! and serving build on it.
+//! `model` holds the family (a config mirroring Hugging Face's `config.json`, loading, the
+//! forward pass); `gguf` reads llama.cpp files; `train`, `generate`, `serve` and `convert`
+//! build on it.
 
+pub mod convert;
 mod error;
 pub mod generate;
 pub mod gguf;
