@@ -121,3 +121,44 @@ fn local_loglikelihood_is_flagscales_token_logprobs() {
     assert!(got.iter().all(|(l, _)| l.is_finite() && *l < 0.0));
     assert!(got[0].1, "Paris is SmolLM2's greedy continuation");
 }
+
+#[test]
+fn an_interrupted_run_resumes_from_the_response_cache() {
+    use flageval::model::Cached;
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("question,a,b,c,answer\n");
+    for i in 0..300 {
+        csv.push_str(&format!("Question {i}?,x{i},y{i},z{i},{}\n", i % 3));
+    }
+    let task = Task::load(&write_task(dir.path(), YAML, &csv)).unwrap();
+    let clean = flageval::evaluate::run_task(&task, &mut Dummy::default(), None).unwrap();
+
+    let db = dir.path().join("cache/requests.sqlite");
+    // A model that dies after 500 of the 900 requests: the run fails, answered chunks stay.
+    let mut dying = Cached::open(
+        Dummy {
+            fail_after: Some(500),
+            ..Default::default()
+        },
+        &db,
+    )
+    .unwrap();
+    dying.chunk = 100;
+    let err = flageval::evaluate::run_task(&task, &mut dying, None).unwrap_err();
+    assert!(err.to_string().contains("stopped after 500"), "{err}");
+    drop(dying);
+
+    let mut again = Cached::open(Dummy::default(), &db).unwrap();
+    let resumed = flageval::evaluate::run_task(&task, &mut again, None).unwrap();
+    assert_eq!(
+        again.inner.calls, 400,
+        "only what was never answered is asked"
+    );
+    assert_eq!(again.hits, 500);
+    assert_eq!(resumed.metrics, clean.metrics);
+    assert_eq!(resumed.samples, clean.samples);
+
+    let mut third = Cached::open(Dummy::default(), &db).unwrap();
+    flageval::evaluate::run_task(&task, &mut third, None).unwrap();
+    assert_eq!(third.inner.calls, 0, "a re-run is answered from the cache");
+}

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flageval::model::{Dummy, Local, Model};
+use flageval::model::{Cached, Dummy, Local, Model};
 use flageval::task::{discover, Task};
 use std::path::PathBuf;
 
@@ -38,6 +38,12 @@ enum Command {
         limit: Option<usize>,
         #[arg(long)]
         output: PathBuf,
+        /// The response cache (SQLite); a re-run or resumed run answers from it.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Ask the model for every request, ignoring any cache.
+        #[arg(long)]
+        no_cache: bool,
         #[arg(long, default_value = "auto")]
         device: flagcore::Device,
     },
@@ -77,6 +83,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             task_dir,
             limit,
             output,
+            cache,
+            no_cache,
             device,
         } => {
             let found = discover(&task_dir)?;
@@ -91,13 +99,19 @@ fn run(command: Command) -> anyhow::Result<()> {
                     Ok(Task::load(path)?)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let mut m: Box<dyn Model> = if model == "dummy" {
+            let inner: Box<dyn Model> = if model == "dummy" {
                 Box::new(Dummy::default())
             } else {
                 Box::new(Local::load(
                     std::path::Path::new(&model),
                     device.resolve_tch()?,
                 )?)
+            };
+            let mut m: Box<dyn Model> = if no_cache {
+                inner
+            } else {
+                let db = cache.unwrap_or_else(|| output.join("requests.sqlite"));
+                Box::new(Cached::open(inner, &db)?)
             };
             let mut manifest = flagcore::Manifest::begin("flageval run", env!("CARGO_PKG_VERSION"));
             let mut results = Vec::new();

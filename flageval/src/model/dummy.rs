@@ -9,6 +9,8 @@ use sha2::Digest;
 pub struct Dummy {
     /// Requests answered, to check caching and batching.
     pub calls: usize,
+    /// Fail (as a server dying mid-run would) once this many requests were answered.
+    pub fail_after: Option<usize>,
 }
 
 impl Model for Dummy {
@@ -17,6 +19,15 @@ impl Model for Dummy {
     }
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
+        if self
+            .fail_after
+            .is_some_and(|n| self.calls + requests.len() > n)
+        {
+            return Err(crate::Error::Invalid(format!(
+                "dummy model: stopped after {} requests",
+                self.calls
+            )));
+        }
         self.calls += requests.len();
         Ok(requests
             .iter()

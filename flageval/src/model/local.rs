@@ -14,6 +14,8 @@ pub struct Local {
     model: Llama,
     tokenizer: tokenizers::Tokenizer,
     name: String,
+    /// The weights' path, size and modification time.
+    fingerprint: String,
     /// Padded tokens per forward pass.
     pub batch_tokens: usize,
 }
@@ -39,10 +41,31 @@ impl Local {
             .file_stem()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        let weights = if gguf {
+            path.to_path_buf()
+        } else {
+            path.join("model.safetensors")
+        };
+        let stamp = std::fs::metadata(&weights)
+            .ok()
+            .map(|m| {
+                let t = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{}:{t}", m.len())
+            })
+            .unwrap_or_default();
+        let fingerprint = format!(
+            "local:{}:{stamp}",
+            path.canonicalize().unwrap_or(path.to_path_buf()).display()
+        );
         Ok(Local {
             model,
             tokenizer,
             name,
+            fingerprint,
             batch_tokens: 8192,
         })
     }
@@ -82,6 +105,10 @@ impl Local {
 impl Model for Local {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
     }
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
