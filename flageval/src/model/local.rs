@@ -1,7 +1,8 @@
 //! A local model (flagscale checkpoint folder or GGUF) scored the way lm-eval's `hf` backend
 //! scores: trailing spaces of the context move to the continuation, the continuation's tokens
 //! are those of context + continuation after the context's, an empty context starts from the
-//! end-of-text token, and requests run longest first in right-padded batches.
+//! end-of-text token, requests that feed the model the same tokens share one forward pass, and
+//! the rest run longest first in right-padded batches.
 
 use super::{Model, Request};
 use crate::{Error, Result};
@@ -129,15 +130,30 @@ impl Model for Local {
             let all = all[all.len() - keep..].to_vec();
             rows.push((all, k.len()));
         }
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(rows[i].0.len()));
+        // Requests whose inputs are the same tokens (choices of one token after a shared
+        // context) need one forward pass between them, as lm-eval's `hf` backend shares it.
+        let mut unique: Vec<usize> = Vec::new();
+        let mut first_of: std::collections::HashMap<&[i64], usize> = Default::default();
+        let mut source = vec![0usize; rows.len()];
+        for (i, (all, _)) in rows.iter().enumerate() {
+            let input = &all[..all.len() - 1];
+            source[i] = *first_of.entry(input).or_insert_with(|| {
+                unique.push(i);
+                i
+            });
+        }
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+        for (i, &s) in source.iter().enumerate() {
+            users[s].push(i);
+        }
+        unique.sort_by_key(|&i| std::cmp::Reverse(rows[i].0.len()));
         let mut out = vec![(0.0, false); rows.len()];
         let mut start = 0;
-        while start < order.len() {
+        while start < unique.len() {
             // Longest first: the first row of a batch sets its padded length.
-            let width = rows[order[start]].0.len() - 1;
+            let width = rows[unique[start]].0.len() - 1;
             let n = (self.batch_tokens / width.max(1)).max(1);
-            let batch = &order[start..(start + n).min(order.len())];
+            let batch = &unique[start..(start + n).min(unique.len())];
             let mut ids = Vec::with_capacity(batch.len() * width);
             for &i in batch {
                 let inp = &rows[i].0[..rows[i].0.len() - 1];
@@ -147,19 +163,41 @@ impl Model for Local {
             let input = Tensor::from_slice(&ids)
                 .view([batch.len() as i64, width as i64])
                 .to_device(self.model.device());
-            let logits = tch::no_grad(|| self.model.forward(&input))?;
-            for (b, &i) in batch.iter().enumerate() {
-                let (all, k) = (&rows[i].0, rows[i].1);
-                let inp_len = all.len() - 1;
-                let lp = logits
-                    .get(b as i64)
-                    .narrow(0, (inp_len - k) as i64, k as i64)
+            let hidden = tch::no_grad(|| self.model.hidden(&input))?;
+            // Logits only where a continuation is scored: the output head over every position
+            // would be a fifth of a small model's work for nothing.
+            let mut spans = Vec::new();
+            let mut picks = Vec::new();
+            for (b, &u) in batch.iter().enumerate() {
+                let inp_len = rows[u].0.len() - 1;
+                let k = users[u].iter().map(|&i| rows[i].1).max().unwrap_or(1);
+                picks.push(
+                    hidden
+                        .get(b as i64)
+                        .narrow(0, (inp_len - k) as i64, k as i64),
+                );
+                spans.push((u, k));
+            }
+            let lp = tch::no_grad(|| {
+                self.model
+                    .head(&Tensor::cat(&picks, 0))
                     .to_kind(Kind::Float)
-                    .log_softmax(-1, Kind::Float);
-                let target = Tensor::from_slice(&all[all.len() - k..]).to_device(lp.device());
-                let picked = lp.gather(1, &target.unsqueeze(1), false).sum(Kind::Double);
-                let greedy = lp.argmax(-1, false).eq_tensor(&target).all();
-                out[i] = (picked.double_value(&[]), greedy.int64_value(&[]) != 0);
+                    .log_softmax(-1, Kind::Float)
+            });
+            let mut offset = 0i64;
+            for (u, k) in spans {
+                let block = lp.narrow(0, offset, k as i64);
+                offset += k as i64;
+                for &i in &users[u] {
+                    let (all, n) = (&rows[i].0, rows[i].1);
+                    let rows_lp = block.narrow(0, (k - n) as i64, n as i64);
+                    let target = Tensor::from_slice(&all[all.len() - n..]).to_device(lp.device());
+                    let picked = rows_lp
+                        .gather(1, &target.unsqueeze(1), false)
+                        .sum(Kind::Double);
+                    let greedy = rows_lp.argmax(-1, false).eq_tensor(&target).all();
+                    out[i] = (picked.double_value(&[]), greedy.int64_value(&[]) != 0);
+                }
             }
             start += batch.len();
         }

@@ -375,13 +375,19 @@ impl Llama {
     /// Like [`forward`](Self::forward), continuing after what `cache` holds (positions follow
     /// on) and appending the new keys and values to it.
     pub fn forward_cached(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.check(ids, cache.as_ref().map_or(0, |c| c.len()))?;
+        Ok(self.forward_unchecked(ids, cache))
+    }
+
+    /// Shape, context and vocabulary checks of token ids (B, T) placed after `start` cached
+    /// positions.
+    fn check(&self, ids: &Tensor, start: i64) -> Result<()> {
         let size = ids.size();
         if size.len() != 2 || size[1] == 0 {
             return Err(Error::Invalid(format!(
                 "token ids must have shape (batch, length > 0), not {size:?}"
             )));
         }
-        let start = cache.as_ref().map_or(0, |c| c.len());
         if (start + size[1]) as usize > self.config.max_position_embeddings {
             return Err(Error::Invalid(format!(
                 "{} tokens exceed the model's context of {}",
@@ -396,7 +402,7 @@ impl Llama {
                 self.config.vocab_size
             )));
         }
-        Ok(self.forward_unchecked(ids, cache))
+        Ok(())
     }
 
     /// The forward pass without the checks of [`forward_cached`](Self::forward_cached) (they
@@ -427,6 +433,18 @@ impl Llama {
         ids: &Tensor,
         cos: Tensor,
         sin: Tensor,
+        cache: Option<&mut KvCache>,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
+        self.head(&self.body(ids, cos, sin, cache, mask))
+    }
+
+    /// Embedding, layers and the final norm.
+    fn body(
+        &self,
+        ids: &Tensor,
+        cos: Tensor,
+        sin: Tensor,
         mut cache: Option<&mut KvCache>,
         mask: Option<&Tensor>,
     ) -> Tensor {
@@ -445,8 +463,21 @@ impl Llama {
             x = &x + self.attention(layer, &normed, &cos, &sin, lc, mask);
             x = &x + self.mlp(layer, &self.rms_norm(&x, &layer.post_norm));
         }
-        let x = self.cast(&self.rms_norm(&x, &self.norm));
-        x.linear(
+        self.rms_norm(&x, &self.norm)
+    }
+
+    /// Final-norm hidden states (B, T, hidden) of token ids (B, T), positions from 0, checked
+    /// as [`forward`](Self::forward) checks: for callers that need logits at a few positions
+    /// only (scoring), which [`head`](Self::head) then gives.
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        self.check(ids, 0)?;
+        let (cos, sin) = self.rope.tables(0, ids.size()[1]);
+        Ok(self.body(ids, cos, sin, None, None))
+    }
+
+    /// Logits of final-norm hidden states (any leading shape).
+    pub fn head(&self, hidden: &Tensor) -> Tensor {
+        self.cast(hidden).linear(
             &self.cast(self.lm_head.as_ref().unwrap_or(&self.embed)),
             None::<Tensor>,
         )
