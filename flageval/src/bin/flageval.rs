@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flageval::model::{Cached, Dummy, Local, Model};
+use flageval::model::{Cached, Dummy, Local, Model, Server};
 use flageval::task::{discover, Task};
 use std::path::PathBuf;
 
@@ -24,9 +24,13 @@ struct Cli {
 enum Command {
     /// Score tasks and write `results.json`, `samples_<task>.jsonl` and a manifest.
     Run {
-        /// A flagscale/Hugging Face folder, a .gguf file, or `dummy`.
+        /// A flagscale/Hugging Face folder, a .gguf file, an OpenAI-compatible completions URL
+        /// (`http://127.0.0.1:8000/v1/completions`, e.g. `flagscale serve`), or `dummy`.
         #[arg(long)]
         model: String,
+        /// Bearer token for a server model.
+        #[arg(long, env = "FLAGEVAL_API_KEY")]
+        api_key: Option<String>,
         /// Task names, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         tasks: Vec<String>,
@@ -79,6 +83,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Run {
             model,
+            api_key,
             tasks,
             task_dir,
             limit,
@@ -101,6 +106,10 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let inner: Box<dyn Model> = if model == "dummy" {
                 Box::new(Dummy::default())
+            } else if model.starts_with("http://") || model.starts_with("https://") {
+                let mut s = Server::new(&model, "default");
+                s.api_key = api_key;
+                Box::new(s)
             } else {
                 Box::new(Local::load(
                     std::path::Path::new(&model),

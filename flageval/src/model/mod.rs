@@ -1,14 +1,17 @@
 //! Models behind one trait: a local flagscale checkpoint or GGUF (`local.rs`), a
-//! deterministic dummy for tests (`dummy.rs`), and a SQLite response cache around any of them
+//! any OpenAI-compatible server (`server.rs`), a deterministic dummy for tests (`dummy.rs`),
+//! and a SQLite response cache around any of them
 //! (`cached.rs`).
 
 mod cached;
 mod dummy;
 mod local;
+mod server;
 
 pub use cached::Cached;
 pub use dummy::Dummy;
 pub use local::Local;
+pub use server::Server;
 
 use crate::Result;
 

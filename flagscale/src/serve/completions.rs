@@ -222,6 +222,27 @@ pub fn run_generation(
     )
 }
 
+/// Where each of the prompt's `n` tokens starts, in characters, when encoding the prompt gives
+/// those tokens back (not for prompts sent as token ids that re-encode differently).
+fn prompt_char_offsets(tok: &tokenizers::Tokenizer, prompt: &str, n: usize) -> Option<Vec<usize>> {
+    let enc = tok.encode(prompt, false).ok()?;
+    if enc.len() != n {
+        return None;
+    }
+    Some(
+        enc.get_offsets()
+            .iter()
+            .map(|&(start, _)| {
+                let mut b = start.min(prompt.len());
+                while !prompt.is_char_boundary(b) {
+                    b -= 1;
+                }
+                prompt[..b].chars().count()
+            })
+            .collect(),
+    )
+}
+
 fn token_text(tok: &tokenizers::Tokenizer, id: u32) -> String {
     tok.decode(&[id], false).unwrap_or_default()
 }
@@ -300,12 +321,22 @@ pub fn complete(
         let logprobs = if req.logprobs.is_some() {
             let all: Vec<u32> = ids.iter().chain(&gen_tokens).copied().collect();
             let from = if req.echo { 0 } else { ids.len() };
-            let mut offset = if req.echo { 0 } else { prompt.len() };
+            // Character offsets into the returned text, as OpenAI's clients index it: the
+            // prompt's from the tokenizer's own spans, the completion's by decoded length.
+            let prompt_chars = prompt.chars().count();
+            let spans = prompt_char_offsets(tok, prompt, ids.len());
+            let mut offset = if req.echo { 0 } else { prompt_chars };
             let (mut tokens, mut lps, mut tops, mut offsets) = (vec![], vec![], vec![], vec![]);
             for (i, (lp, t)) in scores.into_iter().enumerate().skip(from) {
                 let s = token_text(tok, all[i]);
-                offsets.push(offset);
-                offset += s.len();
+                if i == ids.len() {
+                    offset = prompt_chars;
+                }
+                offsets.push(match spans.as_ref().filter(|_| i < ids.len()) {
+                    Some(sp) => sp[i],
+                    None => offset,
+                });
+                offset += s.chars().count();
                 tokens.push(s);
                 lps.push(lp.map_or(Value::Null, |v| json!(v)));
                 tops.push(if i == 0 {
