@@ -3,13 +3,9 @@
 //! Hugging Face or flagscale training checkpoints (shards merged, dtype changed, optimizer
 //! state dropped). The output appears complete or not at all.
 
-use crate::model::Llama;
+use crate::source::{is_gguf, load_model};
 use crate::{Error, Result};
 use std::path::Path;
-
-fn is_gguf(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "gguf")
-}
 
 /// Files of a Hugging Face folder that describe the tokenizer and generation defaults.
 const TOKENIZER_FILES: &[&str] = &[
@@ -61,10 +57,17 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 }
 
 fn fill(input: &Path, scratch: &Path, dtype: flagcore::DType) -> Result<()> {
-    if is_gguf(input) {
-        let mut model = crate::gguf::load(input, flagcore::DType::F32, tch::Device::Cpu)?;
-        model.use_half_rope();
-        model.save(scratch, dtype)?;
+    let gguf = is_gguf(input);
+    if !gguf && !input.join("config.json").is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is neither a .gguf file nor a folder with config.json",
+            input.display()
+        )));
+    }
+    let mut model = load_model(input, flagcore::DType::F32, tch::Device::Cpu)?;
+    model.use_half_rope();
+    model.save(scratch, dtype)?;
+    if gguf {
         let tok = flagdata::tokenize::from_gguf(input, None)?;
         tok.save(scratch.join("tokenizer.json"), true)
             .map_err(|e| Error::Invalid(format!("writing tokenizer.json: {e}")))?;
@@ -73,24 +76,15 @@ fn fill(input: &Path, scratch: &Path, dtype: flagcore::DType) -> Result<()> {
             &scratch.join("tokenizer_config.json"),
             &gguf_tokenizer_config(&meta, model.config.max_position_embeddings),
         )?;
-    } else {
-        if !input.join("config.json").is_file() {
-            return Err(Error::Invalid(format!(
-                "{} is neither a .gguf file nor a folder with config.json",
-                input.display()
-            )));
-        }
-        let mut model = Llama::load(input, flagcore::DType::F32, tch::Device::Cpu)?;
-        model.use_half_rope();
-        model.save(scratch, dtype)?;
-        for f in TOKENIZER_FILES {
-            let src = input.join(f);
-            if src.is_file() {
-                std::fs::copy(&src, scratch.join(f)).map_err(|e| Error::Io {
-                    path: src.clone(),
-                    error: e,
-                })?;
-            }
+        return Ok(());
+    }
+    for f in TOKENIZER_FILES {
+        let src = input.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, scratch.join(f)).map_err(|e| Error::Io {
+                path: src.clone(),
+                error: e,
+            })?;
         }
     }
     Ok(())

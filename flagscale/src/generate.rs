@@ -315,6 +315,17 @@ pub fn generate_batch(
     if lens.contains(&0) {
         return Err(Error::Invalid("a prompt has no tokens".into()));
     }
+    // Checked here on the host: the batched path skips the model's own (device) check.
+    let vocab = model.config.vocab_size as u32;
+    if let Some(bad) = requests
+        .iter()
+        .flat_map(|r| r.prompt)
+        .find(|&&t| t >= vocab)
+    {
+        return Err(Error::Invalid(format!(
+            "token id {bad} is outside the model's vocabulary of {vocab}"
+        )));
+    }
     let longest = lens.iter().copied().max().unwrap_or(0);
     if longest > context {
         return Err(Error::Invalid(format!(

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod serve;
+pub mod source;
 pub mod train;
 
 pub use error::{Error, Result};

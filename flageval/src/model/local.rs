@@ -24,20 +24,9 @@ pub struct Local {
 impl Local {
     /// Loads a Hugging Face / flagscale folder (with `tokenizer.json`) or a GGUF file.
     pub fn load(path: &Path, device: tch::Device) -> Result<Self> {
-        let gguf = path.extension().is_some_and(|e| e == "gguf");
-        let (model, tokenizer) = if gguf {
-            (
-                flagscale::gguf::load(path, flagcore::DType::F32, device)?,
-                flagdata::tokenize::from_gguf(path, None)
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            )
-        } else {
-            (
-                Llama::load(path, flagcore::DType::F32, device)?,
-                flagdata::tokenize::load(&path.join("tokenizer.json"))
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            )
-        };
+        let gguf = flagscale::source::is_gguf(path);
+        let model = flagscale::source::load_model(path, flagcore::DType::F32, device)?;
+        let tokenizer = flagscale::source::load_tokenizer(path)?;
         let name = path
             .file_stem()
             .map(|n| n.to_string_lossy().to_string())

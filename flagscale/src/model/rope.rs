@@ -25,13 +25,7 @@ impl Rope {
     /// cos and sin for positions `start..start + len`, each (len, head_dim) in f32.
     pub fn tables(&self, start: i64, len: i64) -> (Tensor, Tensor) {
         let pos = Tensor::arange_start(start, start + len, (Kind::Float, self.inv_freq.device()));
-        let freqs = pos.outer(&self.inv_freq);
-        let full = if self.interleaved {
-            freqs.repeat_interleave_self_int(2, -1, None)
-        } else {
-            Tensor::cat(&[&freqs, &freqs], -1)
-        };
-        (full.cos(), full.sin())
+        self.expand(pos.outer(&self.inv_freq))
     }
 
     /// cos and sin for per-row positions `positions` (B, T): each (B, 1, T, head_dim) in f32.
@@ -40,23 +34,25 @@ impl Rope {
             .to_kind(Kind::Float)
             .unsqueeze(-1)
             .g_mul(&self.inv_freq);
+        let (cos, sin) = self.expand(freqs);
+        (cos.unsqueeze(1), sin.unsqueeze(1))
+    }
+
+    /// cos and sin of angles (..., head_dim / 2) spread over the channels of this layout.
+    fn expand(&self, freqs: Tensor) -> (Tensor, Tensor) {
         let full = if self.interleaved {
             freqs.repeat_interleave_self_int(2, -1, None)
         } else {
             Tensor::cat(&[&freqs, &freqs], -1)
         };
-        (full.cos().unsqueeze(1), full.sin().unsqueeze(1))
+        (full.cos(), full.sin())
     }
 
     /// Rotates `x` of shape (B, H, T, D) by the tables of its T positions, in `x`'s dtype
     /// (the tables are rounded to it first), as Hugging Face's LLaMA does.
     pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-        let kind = x.kind();
-        let (cos, sin) = if kind == Kind::Float {
-            (cos.shallow_clone(), sin.shallow_clone())
-        } else {
-            (cos.to_kind(kind), sin.to_kind(kind))
-        };
+        // A no-op when the tables already have x's dtype (the model rounds them once).
+        let (cos, sin) = (cos.to_kind(x.kind()), sin.to_kind(x.kind()));
         let d = *x.size().last().expect("rank 4");
         let rotated = if self.interleaved {
             // (x0, x1) -> (−x1, x0) for each adjacent pair.

@@ -153,15 +153,9 @@ impl ExperimentConfig {
             message,
         };
         if let Some(src) = &cfg.model.init_from {
-            let theirs = if src.extension().is_some_and(|e| e == "gguf") {
-                let meta = flagdata::tokenize::gguf::Metadata::read(src)?;
-                let mut c = crate::gguf::config(&meta)?;
-                // Loading switches GGUF's interleaved rotary rows to the halves layout.
-                c.rope_interleaved = false;
-                c
-            } else {
-                LlamaConfig::from_file(&src.join("config.json"))?
-            };
+            let mut theirs = crate::source::load_config(src)?;
+            // Training starts from the halves rotary layout (`Llama::use_half_rope`).
+            theirs.rope_interleaved = false;
             if let Some(ours) = &cfg.model.architecture {
                 let (a, b) = (serde_json::to_value(ours), serde_json::to_value(&theirs));
                 if a.ok() != b.ok() {

@@ -250,19 +250,19 @@ impl Trainer {
         Ok(host)
     }
 
-    fn loss(&self, tokens: &Tensor) -> Result<Tensor> {
+    fn loss(&self, tokens: &Tensor) -> Tensor {
         let t = tokens.size()[1] - 1;
         let (input, target) = (tokens.narrow(1, 0, t), tokens.narrow(1, 1, t));
         let logits = self
             .model
             .forward_unchecked(&input, None)
             .view([-1, self.model.config.vocab_size as i64]);
-        Ok(log_softmax_f32(&logits).g_nll_loss(
+        log_softmax_f32(&logits).g_nll_loss(
             &target.reshape([-1]),
             None::<Tensor>,
             tch::Reduction::Mean,
             -100,
-        ))
+        )
     }
 
     /// One optimizer step over `grad_accum` micro-batches.
@@ -279,7 +279,7 @@ impl Trainer {
         for _ in 0..self.config.grad_accum {
             let tokens = self.batch(self.consumed_samples)?;
             self.consumed_samples += b;
-            let loss = self.loss(&tokens)? / self.config.grad_accum as f64;
+            let loss = self.loss(&tokens) / self.config.grad_accum as f64;
             loss_sum += loss.detach();
             loss.backward();
         }
@@ -317,7 +317,7 @@ impl Trainer {
         let count = batches.len();
         for rows in batches {
             let tokens = self.to_device(rows)?;
-            total += tch::no_grad(|| self.loss(&tokens))?;
+            total += tch::no_grad(|| self.loss(&tokens));
         }
         let loss = total.double_value(&[]) / count as f64;
         Ok(Some(Validation {

@@ -1,10 +1,10 @@
 //! `flagscale`: train, inspect and run Aquila/LLaMA-family models (Hugging Face folders or
 //! GGUF): train, bench, serve, generate, convert and inspect.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flagscale::generate::{generate, SamplingParams};
 use flagscale::model::Llama;
+use flagscale::source;
 use std::path::{Path, PathBuf};
 
 mod bench;
@@ -88,24 +88,15 @@ fn main() -> std::process::ExitCode {
     )
 }
 
-pub(crate) fn is_gguf(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "gguf")
-}
-
+/// A model (f32) and its tokenizer from a checkpoint folder or GGUF file.
 pub(crate) fn load(
     path: &Path,
     device: tch::Device,
 ) -> anyhow::Result<(Llama, tokenizers::Tokenizer)> {
-    if is_gguf(path) {
-        let model = flagscale::gguf::load(path, flagcore::DType::F32, device)?;
-        let tok = flagdata::tokenize::from_gguf(path, None)?;
-        Ok((model, tok))
-    } else {
-        let model = Llama::load(path, flagcore::DType::F32, device)?;
-        let tok = flagdata::tokenize::load(&path.join("tokenizer.json"))
-            .context("the model folder needs a tokenizer.json")?;
-        Ok((model, tok))
-    }
+    Ok((
+        source::load_model(path, flagcore::DType::F32, device)?,
+        source::load_tokenizer(path)?,
+    ))
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
@@ -115,12 +106,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args)?,
         Command::Train { config, overrides } => train::run(&config, &overrides)?,
         Command::Info { model, seq_len } => {
-            let cfg = if is_gguf(&model) {
-                let meta = flagdata::tokenize::gguf::Metadata::read(&model)?;
-                flagscale::gguf::config(&meta)?
-            } else {
-                flagscale::model::LlamaConfig::from_file(&model.join("config.json"))?
-            };
+            let cfg = source::load_config(&model)?;
             let n = cfg.parameter_count() as f64;
             let (l, d) = (cfg.num_hidden_layers as f64, cfg.hidden_size as f64);
             println!("{}", serde_json::to_string_pretty(&cfg)?);

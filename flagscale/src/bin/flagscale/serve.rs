@@ -35,7 +35,7 @@ pub fn run(a: &ServeArgs) -> anyhow::Result<()> {
         "--request-timeout must be a positive number of seconds"
     );
     let (model, tokenizer) = crate::load(&a.model, a.device.resolve_tch()?)?;
-    let template = if crate::is_gguf(&a.model) {
+    let template = if flagscale::source::is_gguf(&a.model) {
         let meta = flagdata::tokenize::gguf::Metadata::read(&a.model)?;
         ChatTemplate::from_gguf(&meta)
     } else {

@@ -35,11 +35,7 @@ pub fn run(config: &Path, overrides: &[String]) -> anyhow::Result<()> {
             forget_metrics_after(&exp.join("logs/metrics.jsonl"), 0)?;
             let model = match &cfg.model.init_from {
                 Some(src) => {
-                    let mut m = if crate::is_gguf(src) {
-                        flagscale::gguf::load(src, flagcore::DType::F32, device)?
-                    } else {
-                        flagscale::model::Llama::load(src, flagcore::DType::F32, device)?
-                    };
+                    let mut m = flagscale::source::load_model(src, flagcore::DType::F32, device)?;
                     m.use_half_rope();
                     eprintln!("starting from {}", src.display());
                     m
