@@ -6,8 +6,11 @@
 
 pub mod error;
 pub mod evaluate;
+pub mod filter;
+pub mod leaderboard;
 pub mod metrics;
 pub mod model;
+pub mod serve;
 pub mod task;
 
 pub use error::{Error, Result};

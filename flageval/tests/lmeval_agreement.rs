@@ -44,7 +44,11 @@ fn csem_scores_and_loglikelihoods_match_lm_eval() {
     let task = Task::load(&yaml).unwrap();
     let mut model = flageval::model::Local::load(&hf, tch::Device::Cpu).unwrap();
     let limit = 20;
-    let ours = flageval::evaluate::run_task(&task, &mut model, Some(limit)).unwrap();
+    let opts = flageval::evaluate::Options {
+        limit: Some(limit),
+        ..Default::default()
+    };
+    let ours = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
 
     let out = dir.path().join("lmeval.json");
     let run =
@@ -69,7 +73,7 @@ fn csem_scores_and_loglikelihoods_match_lm_eval() {
         String::from_utf8_lossy(&run.stderr)
     );
     let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let metric = |name: &str| ours.metrics.iter().find(|m| m.0 == name).unwrap().1;
+    let metric = |name: &str| ours.value(name).unwrap();
     assert_eq!(metric("acc"), theirs["acc"].as_f64().unwrap());
     assert_eq!(metric("acc_norm"), theirs["acc_norm"].as_f64().unwrap());
     let mut worst = 0f64;

@@ -3,6 +3,7 @@
 //! the task, key or row. With SmolLM2, the local model's log-likelihoods are flagscale's own
 //! per-token log-probabilities summed over the continuation.
 
+use flageval::evaluate::Options;
 use flageval::model::{Dummy, Local, Model, Request};
 use flageval::task::Task;
 use std::path::Path;
@@ -38,11 +39,15 @@ fn a_task_runs_into_lm_evals_layout() {
     assert_eq!(item.choices, ["three", "four", "five"]);
     assert_eq!(item.gold, 1);
     let mut model = Dummy::default();
-    let r = flageval::evaluate::run_task(&task, &mut model, Some(2)).unwrap();
+    let opts = Options {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let r = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
     assert_eq!(model.calls, 6, "two documents, three choices each");
     assert_eq!(r.samples.len(), 2);
     assert_eq!(r.samples[0]["arguments"][2][1], " red");
-    let json = flageval::evaluate::results_json(&[&task], &[r], "dummy", Some(2));
+    let json = flageval::evaluate::results_json(&[&task], &[r], &[], "dummy", &opts);
     let res = &json["results"]["toy_mc"];
     for k in [
         "acc,none",
@@ -131,7 +136,8 @@ fn an_interrupted_run_resumes_from_the_response_cache() {
         csv.push_str(&format!("Question {i}?,x{i},y{i},z{i},{}\n", i % 3));
     }
     let task = Task::load(&write_task(dir.path(), YAML, &csv)).unwrap();
-    let clean = flageval::evaluate::run_task(&task, &mut Dummy::default(), None).unwrap();
+    let clean =
+        flageval::evaluate::run_task(&task, &mut Dummy::default(), &Options::default()).unwrap();
 
     let db = dir.path().join("cache/requests.sqlite");
     // A model that dies after 500 of the 900 requests: the run fails, answered chunks stay.
@@ -144,22 +150,28 @@ fn an_interrupted_run_resumes_from_the_response_cache() {
     )
     .unwrap();
     dying.chunk = 100;
-    let err = flageval::evaluate::run_task(&task, &mut dying, None).unwrap_err();
+    let err = flageval::evaluate::run_task(&task, &mut dying, &Options::default()).unwrap_err();
     assert!(err.to_string().contains("stopped after 500"), "{err}");
     drop(dying);
 
     let mut again = Cached::open(Dummy::default(), &db).unwrap();
-    let resumed = flageval::evaluate::run_task(&task, &mut again, None).unwrap();
+    let resumed = flageval::evaluate::run_task(&task, &mut again, &Options::default()).unwrap();
     assert_eq!(
         again.inner.calls, 400,
         "only what was never answered is asked"
     );
     assert_eq!(again.hits, 500);
-    assert_eq!(resumed.metrics, clean.metrics);
+    let values = |r: &flageval::evaluate::TaskResult| {
+        r.metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.value, m.stderr))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values(&resumed), values(&clean));
     assert_eq!(resumed.samples, clean.samples);
 
     let mut third = Cached::open(Dummy::default(), &db).unwrap();
-    flageval::evaluate::run_task(&task, &mut third, None).unwrap();
+    flageval::evaluate::run_task(&task, &mut third, &Options::default()).unwrap();
     assert_eq!(third.inner.calls, 0, "a re-run is answered from the cache");
 }
 

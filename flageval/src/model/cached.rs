@@ -1,24 +1,22 @@
 //! A response cache around any model: answers are stored in SQLite under a hash of the model's
-//! fingerprint and the request, committed chunk by chunk, so an interrupted run resumes where
-//! it stopped and a re-run is instant.
+//! fingerprint, the request kind and the request, committed chunk by chunk, so an interrupted
+//! run resumes where it stopped and a re-run is instant.
 
-use super::{Model, Request};
+use super::{GenRequest, Model, Request};
 use crate::{Error, Result};
+use serde::{de::DeserializeOwned, Serialize};
 use sha2::Digest;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
 pub struct Cached<M> {
     pub inner: M,
     db: rusqlite::Connection,
+    path: PathBuf,
     /// Requests answered from the cache in this process.
     pub hits: usize,
     /// Requests sent to the model per committed chunk.
     pub chunk: usize,
-}
-
-fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::Invalid(format!("response cache {}: {e}", path.display()))
 }
 
 impl<M: Model> Cached<M> {
@@ -30,32 +28,92 @@ impl<M: Model> Cached<M> {
                 error: e,
             })?;
         }
-        let db = rusqlite::Connection::open(path).map_err(db_error(path))?;
+        let fail =
+            |e: rusqlite::Error| Error::Invalid(format!("response cache {}: {e}", path.display()));
+        let db = rusqlite::Connection::open(path).map_err(fail)?;
         db.execute_batch(
             "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS loglikelihood (key TEXT PRIMARY KEY, ll REAL NOT NULL, greedy INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL);",
         )
-        .map_err(db_error(path))?;
+        .map_err(fail)?;
         Ok(Cached {
             inner,
             db,
+            path: path.to_path_buf(),
             hits: 0,
             chunk: 256,
         })
     }
 
-    fn key(&self, r: &Request) -> String {
+    fn db_error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Invalid(format!("response cache {}: {e}", self.path.display()))
+    }
+
+    fn key(&self, kind: &str, parts: &[&str]) -> String {
         let mut h = sha2::Sha256::new();
-        for part in [
-            self.inner.fingerprint().as_str(),
-            "loglikelihood",
-            &r.context,
-            &r.continuation,
-        ] {
+        for part in [self.inner.fingerprint().as_str(), kind]
+            .iter()
+            .chain(parts)
+        {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
         hex::encode(h.finalize())
+    }
+
+    /// Answers from the cache where present; the rest from `ask`, a chunk at a time, each
+    /// chunk committed before the next is asked.
+    fn through<Q: Clone, A: Serialize + DeserializeOwned + Clone>(
+        &mut self,
+        keys: Vec<String>,
+        requests: &[Q],
+        mut ask: impl FnMut(&mut M, &[Q]) -> Result<Vec<A>>,
+    ) -> Result<Vec<A>> {
+        let mut out: Vec<Option<A>> = Vec::with_capacity(requests.len());
+        {
+            let mut get = self
+                .db
+                .prepare_cached("SELECT answer FROM answers WHERE key = ?1")
+                .map_err(|e| self.db_error(e))?;
+            for k in &keys {
+                let found: Option<String> = get.query_row([k], |row| row.get(0)).ok();
+                out.push(found.and_then(|s| serde_json::from_str(&s).ok()));
+            }
+        }
+        let missing: Vec<usize> = (0..requests.len()).filter(|&i| out[i].is_none()).collect();
+        self.hits += requests.len() - missing.len();
+        for part in missing.chunks(self.chunk.max(1)) {
+            let reqs: Vec<Q> = part.iter().map(|&i| requests[i].clone()).collect();
+            let answers = ask(&mut self.inner, &reqs)?;
+            if answers.len() != reqs.len() {
+                return Err(Error::Invalid(format!(
+                    "the model answered {} of {} requests",
+                    answers.len(),
+                    reqs.len()
+                )));
+            }
+            // One transaction per chunk: what is answered is kept, even if a later chunk fails.
+            let tx = self
+                .db
+                .transaction()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            {
+                let mut put = tx
+                    .prepare_cached("INSERT OR REPLACE INTO answers (key, answer) VALUES (?1, ?2)")
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                for (&i, a) in part.iter().zip(&answers) {
+                    let text =
+                        serde_json::to_string(a).map_err(|e| Error::Invalid(e.to_string()))?;
+                    put.execute(rusqlite::params![keys[i], text])
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    out[i] = Some(a.clone());
+                }
+            }
+            tx.commit().map_err(|e| self.db_error(e))?;
+        }
+        out.into_iter()
+            .map(|a| a.ok_or_else(|| Error::Invalid("a request went unanswered".into())))
+            .collect()
     }
 }
 
@@ -69,46 +127,29 @@ impl<M: Model> Model for Cached<M> {
     }
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
-        let here = Path::new("cache");
-        let keys: Vec<String> = requests.iter().map(|r| self.key(r)).collect();
-        let mut out: Vec<Option<(f64, bool)>> = Vec::with_capacity(requests.len());
-        {
-            let mut get = self
-                .db
-                .prepare_cached("SELECT ll, greedy FROM loglikelihood WHERE key = ?1")
-                .map_err(db_error(here))?;
-            for k in &keys {
-                let found = get
-                    .query_row([k], |row| {
-                        Ok((row.get::<_, f64>(0)?, row.get::<_, i64>(1)? != 0))
-                    })
-                    .ok();
-                out.push(found);
-            }
-        }
-        let missing: Vec<usize> = (0..requests.len()).filter(|&i| out[i].is_none()).collect();
-        self.hits += requests.len() - missing.len();
-        for part in missing.chunks(self.chunk.max(1)) {
-            let reqs: Vec<Request> = part.iter().map(|&i| requests[i].clone()).collect();
-            let answers = self.inner.loglikelihood(&reqs)?;
-            // One transaction per chunk: what is answered is kept, even if a later chunk fails.
-            let tx = self.db.transaction().map_err(db_error(here))?;
-            {
-                let mut put = tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO loglikelihood (key, ll, greedy) VALUES (?1, ?2, ?3)",
-                    )
-                    .map_err(db_error(here))?;
-                for (&i, a) in part.iter().zip(&answers) {
-                    put.execute(rusqlite::params![keys[i], a.0, a.1 as i64])
-                        .map_err(db_error(here))?;
-                    out[i] = Some(*a);
-                }
-            }
-            tx.commit().map_err(db_error(here))?;
-        }
-        out.into_iter()
-            .map(|a| a.ok_or_else(|| Error::Invalid("a request went unanswered".into())))
-            .collect()
+        let keys = requests
+            .iter()
+            .map(|r| self.key("loglikelihood", &[&r.context, &r.continuation]))
+            .collect();
+        self.through(keys, requests, |m, q| m.loglikelihood(q))
+    }
+
+    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+        let keys = texts
+            .iter()
+            .map(|t| self.key("loglikelihood_rolling", &[t]))
+            .collect();
+        self.through(keys, texts, |m, q| m.loglikelihood_rolling(q))
+    }
+
+    fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
+        let keys = requests
+            .iter()
+            .map(|r| {
+                let spec = serde_json::to_string(r).unwrap_or_default();
+                self.key("generate_until", &[&spec])
+            })
+            .collect();
+        self.through(keys, requests, |m, q| m.generate_until(q))
     }
 }

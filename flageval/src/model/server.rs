@@ -5,7 +5,7 @@
 //! Requests go out in lists of `batch` prompts from `concurrency` threads, retried with
 //! exponential backoff.
 
-use super::{Model, Request};
+use super::{cut_at_stops, GenRequest, Model, Request};
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,6 +23,9 @@ pub struct Server {
     pub concurrency: usize,
     pub retries: usize,
     pub timeout: Duration,
+    /// Generate through `/v1/chat/completions` (instruction-tuned models behind a chat
+    /// template) instead of `/v1/completions`.
+    pub chat: bool,
 }
 
 impl Server {
@@ -35,10 +38,11 @@ impl Server {
             concurrency: 2,
             retries: 3,
             timeout: Duration::from_secs(600),
+            chat: false,
         }
     }
 
-    fn post(&self, body: &Value) -> Result<Value> {
+    fn post(&self, url: &str, body: &Value) -> Result<Value> {
         let mut wait = Duration::from_millis(250);
         let mut last = String::new();
         for attempt in 0..=self.retries {
@@ -46,27 +50,26 @@ impl Server {
                 std::thread::sleep(wait);
                 wait *= 2;
             }
-            let mut req = ureq::post(&self.url).timeout(self.timeout);
+            let mut req = ureq::post(url).timeout(self.timeout);
             if let Some(k) = &self.api_key {
                 req = req.set("Authorization", &format!("Bearer {k}"));
             }
             match req.send_json(body) {
                 Ok(resp) => {
-                    return resp.into_json().map_err(|e| {
-                        Error::Invalid(format!("{}: unreadable answer: {e}", self.url))
-                    })
+                    return resp
+                        .into_json()
+                        .map_err(|e| Error::Invalid(format!("{url}: unreadable answer: {e}")))
                 }
                 // A client error will not get better by asking again.
                 Err(ureq::Error::Status(code, resp)) if (400..500).contains(&code) => {
                     let text = resp.into_string().unwrap_or_default();
-                    return Err(Error::Invalid(format!("{}: HTTP {code}: {text}", self.url)));
+                    return Err(Error::Invalid(format!("{url}: HTTP {code}: {text}")));
                 }
                 Err(e) => last = e.to_string(),
             }
         }
         Err(Error::Invalid(format!(
-            "{}: no answer after {} attempts: {last}",
-            self.url,
+            "{url}: no answer after {} attempts: {last}",
             self.retries + 1
         )))
     }
@@ -81,13 +84,8 @@ impl Server {
         // generated token lies past the continuation and is left out below.
         let body = json!({"model": self.model, "prompt": prompts, "max_tokens": 1,
             "echo": true, "logprobs": 1, "temperature": 0});
-        let answer = self.post(&body)?;
-        let refuse = |m: &str| {
-            Error::Invalid(format!(
-                "{}: {m} — scoring needs echo + logprobs; refusing to score at chance",
-                self.url
-            ))
-        };
+        let answer = self.post(&self.url, &body)?;
+        let refuse = |m: &str| self.refuse(m);
         let choices = answer["choices"]
             .as_array()
             .ok_or_else(|| refuse("no `choices`"))?;
@@ -140,8 +138,136 @@ impl Server {
     }
 }
 
-/// One chunk's answers, filled by whichever thread scored it.
-type Slot = std::sync::Mutex<Option<Result<Vec<(f64, bool)>>>>;
+impl Server {
+    /// Sums the echoed log-probabilities of each whole text (the first token has none: a
+    /// server is given no end-of-text token to start from).
+    fn rolling(&self, texts: &[String]) -> Result<Vec<f64>> {
+        let body = json!({"model": self.model, "prompt": texts, "max_tokens": 1,
+            "echo": true, "logprobs": 1, "temperature": 0});
+        let answer = self.post(&self.url, &body)?;
+        let choices = answer["choices"]
+            .as_array()
+            .ok_or_else(|| self.refuse("no `choices`"))?;
+        let mut out = vec![None; texts.len()];
+        for (n, c) in choices.iter().enumerate() {
+            let i = c["index"].as_u64().map_or(n, |i| i as usize);
+            let text = texts
+                .get(i)
+                .ok_or_else(|| self.refuse("a choice index out of range"))?;
+            let lp = &c["logprobs"];
+            let (Some(offsets), Some(lps)) = (
+                lp["text_offset"].as_array(),
+                lp["token_logprobs"].as_array(),
+            ) else {
+                return Err(self.refuse("an answer without `logprobs`"));
+            };
+            let end = text.chars().count();
+            let sum: f64 = offsets
+                .iter()
+                .zip(lps)
+                .filter(|(off, _)| off.as_u64().is_some_and(|o| (o as usize) < end))
+                .filter_map(|(_, l)| l.as_f64())
+                .sum();
+            out[i] = Some(sum);
+        }
+        out.into_iter()
+            .map(|a| a.ok_or_else(|| self.refuse("an answer missing for a prompt")))
+            .collect()
+    }
+
+    /// One generation, through `/v1/completions` or, with `chat`, `/v1/chat/completions`
+    /// (the context as one user message).
+    fn generate_one(&self, r: &GenRequest) -> Result<String> {
+        let mut body = json!({"model": self.model, "max_tokens": r.max_gen_toks,
+            "temperature": r.temperature, "seed": r.seed});
+        let stops: Vec<&String> = r.until.iter().filter(|s| !s.is_empty()).take(4).collect();
+        if !stops.is_empty() {
+            body["stop"] = json!(stops);
+        }
+        let text = if self.chat {
+            body["messages"] = json!([{"role": "user", "content": r.context}]);
+            let url = self.chat_url();
+            let answer = self.post(&url, &body)?;
+            answer["choices"][0]["message"]["content"]
+                .as_str()
+                .map(str::to_string)
+        } else {
+            body["prompt"] = json!(r.context);
+            let answer = self.post(&self.url, &body)?;
+            answer["choices"][0]["text"].as_str().map(str::to_string)
+        };
+        let text = text.ok_or_else(|| {
+            Error::Invalid(format!("{}: an answer without generated text", self.url))
+        })?;
+        Ok(cut_at_stops(&text, &r.until))
+    }
+
+    fn chat_url(&self) -> String {
+        match self.url.strip_suffix("/completions") {
+            Some(base) if !base.ends_with("/chat") => format!("{base}/chat/completions"),
+            _ => self.url.clone(),
+        }
+    }
+
+    fn refuse(&self, m: &str) -> Error {
+        Error::Invalid(format!(
+            "{}: {m} — scoring needs echo + logprobs; refusing to score at chance",
+            self.url
+        ))
+    }
+
+    /// Runs `f` over chunks of `size` requests from `concurrency` threads; answers in order.
+    /// A failed chunk stops the threads and is the error returned.
+    fn parallel<Q: Sync, A: Send>(
+        &self,
+        requests: &[Q],
+        size: usize,
+        f: impl Fn(&[Q]) -> Result<Vec<A>> + Sync,
+    ) -> Result<Vec<A>> {
+        let chunks: Vec<&[Q]> = requests.chunks(size.max(1)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let results: Vec<std::sync::Mutex<Option<Result<Vec<A>>>>> =
+            chunks.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..self.concurrency.max(1).min(chunks.len().max(1)) {
+                s.spawn(|| loop {
+                    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(k) else { break };
+                    let r = f(chunk);
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Ok(mut slot) = results[k].lock() {
+                        *slot = Some(r);
+                    }
+                });
+            }
+        });
+        let mut out = Vec::with_capacity(requests.len());
+        let mut first_error = None;
+        for slot in results {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok(r)) if first_error.is_none() => out.extend(r),
+                Some(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                _ => {}
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None if out.len() == requests.len() => Ok(out),
+            None => Err(Error::Invalid(format!(
+                "{}: answers went missing",
+                self.url
+            ))),
+        }
+    }
+}
 
 impl Model for Server {
     fn name(&self) -> String {
@@ -149,41 +275,20 @@ impl Model for Server {
     }
 
     fn fingerprint(&self) -> String {
-        format!("server:{}:{}", self.url, self.model)
+        format!("server:{}:{}:chat={}", self.url, self.model, self.chat)
     }
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
-        let chunks: Vec<&[Request]> = requests.chunks(self.batch.max(1)).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Slot> = chunks.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..self.concurrency.max(1).min(chunks.len().max(1)) {
-                s.spawn(|| loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(chunk) = chunks.get(k) else { break };
-                    let r = self.score(chunk);
-                    let failed = r.is_err();
-                    if let Ok(mut slot) = results[k].lock() {
-                        *slot = Some(r);
-                    }
-                    if failed {
-                        break;
-                    }
-                });
-            }
-        });
-        let mut out = Vec::with_capacity(requests.len());
-        for slot in results {
-            match slot.into_inner().ok().flatten() {
-                Some(r) => out.extend(r?),
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "{}: scoring stopped after an earlier failure",
-                        self.url
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        self.parallel(requests, self.batch, |c| self.score(c))
+    }
+
+    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+        self.parallel(texts, self.batch, |c| self.rolling(c))
+    }
+
+    fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
+        self.parallel(requests, 1, |c| {
+            c.iter().map(|r| self.generate_one(r)).collect()
+        })
     }
 }

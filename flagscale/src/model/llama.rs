@@ -475,6 +475,29 @@ impl Llama {
         Ok(self.body(ids, cos, sin, None, None))
     }
 
+    /// Final-norm hidden states of token ids (B, T) placed after what `cache` holds (every row
+    /// continues from the same cached length), appending their keys and values: scoring a
+    /// shared prefix once and the rows' own tokens after it.
+    pub fn hidden_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let start = cache.len();
+        self.check(ids, start)?;
+        let (cos, sin) = self.rope.tables(start, ids.size()[1]);
+        Ok(self.body(ids, cos, sin, Some(cache), None))
+    }
+
+    /// Final-norm hidden states with per-row positions and mask, as
+    /// [`forward_masked`](Self::forward_masked) takes them.
+    pub fn hidden_masked(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        let (cos, sin) = self.rope.tables_at(positions);
+        self.body(ids, cos, sin, Some(cache), Some(mask))
+    }
+
     /// Logits of final-norm hidden states (any leading shape).
     pub fn head(&self, hidden: &Tensor) -> Tensor {
         self.cast(hidden).linear(
@@ -512,5 +535,21 @@ impl KvCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The cache with its batch rows picked by `rows` (indices into the batch, repeats
+    /// allowed): one cached context continued by several rows.
+    pub fn select(&self, rows: &Tensor) -> KvCache {
+        let pick = |t: &Option<Tensor>| t.as_ref().map(|t| t.index_select(0, rows));
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerCache {
+                    k: pick(&l.k),
+                    v: pick(&l.v),
+                })
+                .collect(),
+        }
     }
 }
