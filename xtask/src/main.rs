@@ -5,6 +5,7 @@
 
 mod assets;
 mod bench;
+mod browser;
 #[allow(dead_code)]
 #[path = "../../flagcore/src/cache.rs"]
 mod cache;

@@ -8,6 +8,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     // Tests on real corpora and vocabularies run only where these are cached.
     crate::assets::fetch_all()?;
     let pycheck = crate::pycheck::ensure(&lt.root)?;
+    crate::browser::ensure();
     cmd::run(root, "cargo", &["fmt", "--all", "--", "--check"])?;
     let clippy = [
         "clippy",

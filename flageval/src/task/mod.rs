@@ -19,10 +19,12 @@ pub struct Task {
     pub config: TaskConfig,
     /// The YAML the task came from.
     pub source: PathBuf,
+    /// The file of the evaluated split.
+    pub data_file: PathBuf,
     pub docs: Vec<Value>,
     fewshot_docs: Vec<Value>,
-    /// The few-shot examples come from the evaluated split itself (a document never is its
-    /// own example under the `random` sampler, as in lm-eval).
+    /// The few-shot examples come from the evaluated split itself (a document is never its
+    /// own example, as in lm-eval).
     fewshot_is_eval: bool,
     templates: template::Templates,
     /// sha256 of the resolved config and the documents: results compare only when equal.
@@ -113,7 +115,7 @@ impl Task {
                 "fewshot_config.sampler `{sampler}`: expected `first_n` or `random`"
             )));
         }
-        let available = fewshot_docs.len() - usize::from(fewshot_is_eval && sampler == "random");
+        let available = fewshot_docs.len() - usize::from(fewshot_is_eval);
         if config.num_fewshot > available {
             return Err(fail(format!(
                 "num_fewshot {} but the few-shot split offers {available} examples",
@@ -138,6 +140,7 @@ impl Task {
             hash: hex::encode(h.finalize()),
             config,
             source: path.to_path_buf(),
+            data_file: file,
             docs,
             fewshot_docs,
             fewshot_is_eval,
@@ -211,10 +214,15 @@ impl Task {
     }
 
     /// The few-shot examples of document `row` (indices into the few-shot documents).
+    /// From the evaluated split itself a document is never its own example (lm-eval draws one
+    /// more and drops the document): `first_n` then takes the first k others.
     fn examples(&self, row: usize) -> Vec<usize> {
         let k = self.config.num_fewshot;
         if self.config.fewshot_config.sampler.as_deref() != Some("random") {
-            return (0..k).collect();
+            return (0..self.fewshot_docs.len())
+                .filter(|&i| !(self.fewshot_is_eval && i == row))
+                .take(k)
+                .collect();
         }
         let pool: Vec<usize> = (0..self.fewshot_docs.len())
             .filter(|&i| !(self.fewshot_is_eval && i == row))

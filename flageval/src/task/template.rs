@@ -12,7 +12,7 @@ pub struct Templates {
 impl Templates {
     pub fn new() -> Self {
         let mut env = minijinja::Environment::new();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(python_methods);
         // Jinja2 keeps a template's text as written; undefined fields are errors, not "".
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -83,6 +83,40 @@ impl Templates {
     }
 }
 
+/// Python's methods on values, as Jinja2 templates call them: `list.index` and `list.count`
+/// (lm-eval's BIG-bench templates use `.index(1)`), then minijinja-contrib's string and dict
+/// methods.
+fn python_methods(
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+    method: &str,
+    args: &[minijinja::Value],
+) -> Result<minijinja::Value, minijinja::Error> {
+    use minijinja::{Error, ErrorKind, Value as V};
+    if value.kind() != minijinja::value::ValueKind::Seq || !matches!(method, "index" | "count") {
+        return minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args);
+    }
+    let [needle] = args else {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("list.{method} takes one argument"),
+        ));
+    };
+    let mut items = value.try_iter()?;
+    if method == "count" {
+        return Ok(V::from(items.filter(|v| v == needle).count()));
+    }
+    items
+        .position(|v| &v == needle)
+        .map(V::from)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                format!("{needle} is not in list"),
+            )
+        })
+}
+
 impl Default for Templates {
     fn default() -> Self {
         Self::new()
@@ -150,5 +184,15 @@ mod tests {
         );
         assert!(t.target(&json!("{{answer}}"), &doc, &["X".into()]).is_err());
         assert!(t.text(&json!("{{missing}}"), &doc).is_err());
+        // BIG-bench's target_scores: options in file order, the gold by `.index(1)`.
+        let bb = json!({"target_scores": {"two": 0, "four": 1, "six": 0}});
+        let opts = t
+            .choices(&json!("{{ target_scores.keys() | list | tojson }}"), &bb)
+            .unwrap();
+        assert_eq!(opts, ["two", "four", "six"]);
+        let spec = json!("{{ (target_scores.values() | list).index(1) }}");
+        assert_eq!(t.target(&spec, &bb, &opts).unwrap(), 1);
+        let none = json!({"target_scores": {"a": 0, "b": 0}});
+        assert!(t.target(&spec, &none, &opts).is_err());
     }
 }

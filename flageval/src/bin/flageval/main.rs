@@ -2,6 +2,7 @@
 //! results layout, per-document samples and a manifest; list the tasks found; build a
 //! leaderboard page from results; serve it.
 
+mod bench;
 mod leaderboard;
 mod progress;
 mod run;
@@ -36,6 +37,8 @@ enum Command {
     Leaderboard(leaderboard::Args),
     /// Serve the leaderboard of a results folder and a read-only JSON API.
     Serve(serve::Args),
+    /// Items per second against lm-eval's `hf` backend on the same model and task.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
             Command::ListTasks { task_dir } => list_tasks(&task_dir),
             Command::Leaderboard(a) => leaderboard::run(a),
             Command::Serve(a) => serve::run(a),
+            Command::Bench(a) => bench::run(a),
         }
     }))
 }
