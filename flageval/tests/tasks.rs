@@ -275,14 +275,26 @@ fn a_server_scores_as_the_local_model_does() {
     let mut server = Server::new(&format!("http://{addr}/v1/completions"), "smollm2");
     server.batch = 2;
     let remote = server.loglikelihood(&reqs).unwrap();
-    let local = Local::load(&gguf, tch::Device::Cpu)
+    let local_lls = Local::load(&gguf, tch::Device::Cpu)
         .unwrap()
         .loglikelihood(&reqs)
         .unwrap();
-    for (r, l) in remote.iter().zip(&local) {
-        assert!((r.0 - l.0).abs() < 1e-4, "{remote:?} vs {local:?}");
-        assert_eq!(r.1, l.1, "{remote:?} vs {local:?}");
+    for (r, l) in remote.iter().zip(&local_lls) {
+        assert!((r.0 - l.0).abs() < 1e-4, "{remote:?} vs {local_lls:?}");
+        assert_eq!(r.1, l.1, "{remote:?} vs {local_lls:?}");
     }
+    // Generation through the server (greedy, stop string) gives the local model's text, and
+    // rolling log-likelihoods its sums after the first token.
+    let gen = flageval::model::GenRequest {
+        context: "Q: Name a colour.\nA:".into(),
+        until: vec!["\n".into()],
+        max_gen_toks: 12,
+        temperature: 0.0,
+        seed: 0,
+    };
+    let mut local = Local::load(&gguf, tch::Device::Cpu).unwrap();
+    let remote_text = server.generate_until(std::slice::from_ref(&gen)).unwrap();
+    assert_eq!(remote_text, local.generate_until(&[gen]).unwrap());
     // A server that answers without log-probabilities is refused, never scored at chance.
     let mut wrong = Server::new(&format!("http://{addr}/tokenize"), "smollm2");
     wrong.retries = 0;

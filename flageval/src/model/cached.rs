@@ -15,6 +15,8 @@ pub struct Cached<M> {
     path: PathBuf,
     /// Requests answered from the cache in this process.
     pub hits: usize,
+    /// Requests passed on to the model in this process.
+    pub inner_calls: usize,
     /// Requests sent to the model per committed chunk.
     pub chunk: usize,
 }
@@ -41,6 +43,7 @@ impl<M: Model> Cached<M> {
             db,
             path: path.to_path_buf(),
             hits: 0,
+            inner_calls: 0,
             chunk: 256,
         })
     }
@@ -85,6 +88,7 @@ impl<M: Model> Cached<M> {
         for part in missing.chunks(self.chunk.max(1)) {
             let reqs: Vec<Q> = part.iter().map(|&i| requests[i].clone()).collect();
             let answers = ask(&mut self.inner, &reqs)?;
+            self.inner_calls += reqs.len();
             if answers.len() != reqs.len() {
                 return Err(Error::Invalid(format!(
                     "the model answered {} of {} requests",

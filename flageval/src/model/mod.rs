@@ -52,6 +52,28 @@ pub trait Model {
     fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>>;
 }
 
+impl<M: Model + ?Sized> Model for &mut M {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn fingerprint(&self) -> String {
+        (**self).fingerprint()
+    }
+
+    fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
+        (**self).loglikelihood(requests)
+    }
+
+    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+        (**self).loglikelihood_rolling(texts)
+    }
+
+    fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
+        (**self).generate_until(requests)
+    }
+}
+
 impl Model for Box<dyn Model> {
     fn name(&self) -> String {
         (**self).name()

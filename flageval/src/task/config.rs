@@ -185,6 +185,9 @@ pub struct DatasetKwargs {
     /// The key of a JSON object holding the documents (`examples` in BIG-bench's task.json).
     #[serde(default)]
     pub field: Option<String>,
+    /// The text loader's unit: `line` (default), `paragraph` or `document`.
+    #[serde(default)]
+    pub sample_by: Option<String>,
 }
 
 fn space() -> String {

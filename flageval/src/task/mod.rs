@@ -69,6 +69,7 @@ impl Task {
         let base = path.parent().unwrap_or(Path::new("."));
         let files = config.dataset_kwargs.data_files.as_ref();
         let field = config.dataset_kwargs.field.as_deref();
+        let by = config.dataset_kwargs.sample_by.as_deref();
         let split = config
             .eval_split()
             .ok_or_else(|| fail("no test_split, validation_split or training_split".into()))?;
@@ -79,8 +80,8 @@ impl Task {
                 ))
             })?
             .map_err(|e| fail(e.to_string()))?;
-        let docs =
-            data::read_docs(&config.dataset_path, &file, field).map_err(|e| fail(e.to_string()))?;
+        let docs = data::read_docs(&config.dataset_path, &file, field, by)
+            .map_err(|e| fail(e.to_string()))?;
         if docs.is_empty() {
             return Err(fail(format!("{} holds no documents", file.display())));
         }
@@ -93,7 +94,7 @@ impl Task {
                         .ok_or_else(|| fail(format!("no file for fewshot_split `{s}`")))?
                         .map_err(|e| fail(e.to_string()))?;
                     (
-                        data::read_docs(&config.dataset_path, &f, field)
+                        data::read_docs(&config.dataset_path, &f, field, by)
                             .map_err(|e| fail(e.to_string()))?,
                         false,
                     )

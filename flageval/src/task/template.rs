@@ -16,6 +16,7 @@ impl Templates {
         // Jinja2 keeps a template's text as written; undefined fields are errors, not "".
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_filter("regex_replace", regex_replace);
         Templates { env }
     }
 
@@ -81,6 +82,19 @@ impl Templates {
             .position(|c| c == raw)
             .ok_or_else(|| format!("answer `{raw}` is neither an index nor one of {choices:?}"))
     }
+}
+
+/// `text | regex_replace(pattern, replacement)`: every match replaced (Rust regex syntax) —
+/// what lm-eval tasks do in a Python `process_docs`, here in the template (e.g. dropping the
+/// part-of-speech tags of a tagged corpus).
+fn regex_replace(text: &str, pattern: &str, replacement: &str) -> Result<String, minijinja::Error> {
+    let re = regex::Regex::new(pattern).map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("regex_replace: {e}"),
+        )
+    })?;
+    Ok(re.replace_all(text, replacement).into_owned())
 }
 
 /// Python's methods on values, as Jinja2 templates call them: `list.index` and `list.count`
@@ -184,6 +198,14 @@ mod tests {
         );
         assert!(t.target(&json!("{{answer}}"), &doc, &["X".into()]).is_err());
         assert!(t.text(&json!("{{missing}}"), &doc).is_err());
+        assert_eq!(
+            t.text(
+                &json!("{{ t | regex_replace('/[a-z]+|\\][a-z]+|\\[|\\s+', '') }}"),
+                &json!({"t": "[中央/n  人民/n]nt  广播/vn"})
+            )
+            .unwrap(),
+            "中央人民广播"
+        );
         // BIG-bench's target_scores: options in file order, the gold by `.index(1)`.
         let bb = json!({"target_scores": {"two": 0, "four": 1, "six": 0}});
         let opts = t

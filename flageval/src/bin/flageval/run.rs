@@ -120,14 +120,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let inner = open_model(&a)?;
-    let cached: Box<dyn Model> = if a.no_cache {
-        inner
+    let (name, fingerprint) = (inner.name(), inner.fingerprint());
+    let (mut plain, mut cached) = if a.no_cache {
+        (Some(inner), None)
     } else {
         let db = a
             .cache
             .clone()
             .unwrap_or_else(|| a.output.join("requests.sqlite"));
-        Box::new(Cached::open(inner, &db)?)
+        (None, Some(Cached::open(inner, &db)?))
+    };
+    let model: &mut dyn Model = match (cached.as_mut(), plain.as_mut()) {
+        (Some(c), _) => c,
+        (None, Some(p)) => p,
+        (None, None) => anyhow::bail!("no model"),
     };
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
@@ -135,7 +141,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         flagcore::telemetry::progress_bar(0, "requests")
     };
     let mut m = Progress {
-        inner: cached,
+        inner: model,
         bar,
         chunk: 256,
     };
@@ -168,6 +174,13 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         results.push(r);
     }
     m.bar.finish_and_clear();
+    drop(m);
+    if let Some(c) = &cached {
+        eprintln!(
+            "requests: {} answered by the model, {} from the response cache",
+            c.inner_calls, c.hits
+        );
+    }
     let group_results: Vec<_> = groups
         .iter()
         .map(|g| {
@@ -181,12 +194,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let refs: Vec<&Task> = loaded.iter().collect();
-    let mut json = evaluate::results_json(&refs, &results, &group_results, &m.name(), &opts);
+    let mut json = evaluate::results_json(&refs, &results, &group_results, &name, &opts);
     // Provenance for the leaderboard's rows.
     let config = &mut json["config"];
     config["board"] = serde_json::json!(if a.chat { "chat" } else { "base" });
     config["model_source"] = serde_json::json!(a.model);
-    config["model_fingerprint"] = serde_json::json!(m.fingerprint());
+    config["model_fingerprint"] = serde_json::json!(fingerprint);
     config["flageval_version"] = serde_json::json!(env!("CARGO_PKG_VERSION"));
     config["date"] = serde_json::json!(manifest.started_at);
     config["git"] = serde_json::json!(manifest.git);

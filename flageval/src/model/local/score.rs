@@ -36,6 +36,24 @@ pub fn score(model: &Llama, rows: &[Row], budget: usize) -> Result<Vec<(f64, boo
         groups[g].members.push(i);
     }
     groups.sort_by(|a, b| a.ctx.cmp(b.ctx));
+    // A group whose continuations alone exceed the budget (rolling windows all start from the
+    // end-of-text token) is split: longest continuations first, as many as fit.
+    let mut split = Vec::with_capacity(groups.len());
+    for g in groups {
+        let mut members = g.members;
+        members.sort_by_key(|&i| std::cmp::Reverse(rows[i].cont.len()));
+        let mut start = 0;
+        while start < members.len() {
+            let width = rows[members[start]].cont.len().max(1);
+            let n = (budget / width).max(1).min(members.len() - start);
+            split.push(Group {
+                ctx: g.ctx,
+                members: members[start..start + n].to_vec(),
+            });
+            start += n;
+        }
+    }
+    let groups = split;
     let mut out = vec![(0.0, false); rows.len()];
     let mut start = 0;
     while start < groups.len() {

@@ -2,6 +2,9 @@
 //! Hugging Face's csv loader gives for text columns), JSON (a list, JSON lines, or an object
 //! whose `field` holds the list, as `datasets`' json loader reads) and Parquet.
 //!
+//! Plain text (`text`, as `datasets`' text loader: one document per line, paragraph or file,
+//! `{"text": …}`; blank samples are skipped).
+//!
 //! A data path is relative to the task YAML, absolute, or `asset:NAME/REST` — a file inside
 //! an asset that `cargo xtask assets` fetched into the cache by pinned version and hash.
 
@@ -35,9 +38,15 @@ fn resolve(rel: &str, base: &Path) -> Result<PathBuf> {
     Ok(if p.is_absolute() { p } else { base.join(p) })
 }
 
-/// Reads every document of `path` with the loader `kind` (`csv`, `json` or `parquet`);
-/// `field` names the key of a JSON object that holds the documents.
-pub fn read_docs(kind: &str, path: &Path, field: Option<&str>) -> Result<Vec<Value>> {
+/// Reads every document of `path` with the loader `kind` (`csv`, `json`, `parquet` or
+/// `text`); `field` names the key of a JSON object that holds the documents, `sample_by` the
+/// text loader's unit (`line`, `paragraph` or `document`).
+pub fn read_docs(
+    kind: &str,
+    path: &Path,
+    field: Option<&str>,
+    sample_by: Option<&str>,
+) -> Result<Vec<Value>> {
     let bad = |m: String| Error::Invalid(format!("{}: {m}", path.display()));
     match kind {
         "csv" => read_csv(path),
@@ -69,9 +78,31 @@ pub fn read_docs(kind: &str, path: &Path, field: Option<&str>) -> Result<Vec<Val
             }
         }
         "parquet" => parquet::read(path),
+        "text" => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                error: e,
+            })?;
+            let samples: Vec<&str> = match sample_by.unwrap_or("line") {
+                "line" => text.lines().collect(),
+                "paragraph" => text.split("\n\n").collect(),
+                "document" => vec![text.as_str()],
+                other => {
+                    return Err(bad(format!(
+                        "sample_by `{other}`: expected line, paragraph or document"
+                    )))
+                }
+            };
+            Ok(samples
+                .into_iter()
+                .map(|s| s.trim_end_matches(['\r', '\n']))
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| serde_json::json!({ "text": s }))
+                .collect())
+        }
         other => Err(Error::Invalid(format!(
             "dataset_path `{other}`: this runner reads `csv`, `json` (lists, JSON lines or a \
-             `field` of an object) and `parquet` files"
+             `field` of an object), `parquet` and `text` files"
         ))),
     }
 }
