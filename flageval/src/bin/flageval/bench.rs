@@ -60,6 +60,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     // Ours: model loading included, as lm-eval's time includes its own.
     let start = Instant::now();
     let mut model = Local::load(&hf, tch::Device::Cpu)?;
+    let loaded = start.elapsed().as_secs_f64();
     let opts = Options {
         limit: a.limit,
         bootstrap_iters: 0,
@@ -122,7 +123,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.model.display()
     );
     println!(
-        "flageval:       {ours_s:8.2} s  {:8.2} items/s  acc {:.4}  acc_norm {:.4}",
+        "flageval:       {ours_s:8.2} s  {:8.2} items/s  acc {:.4}  acc_norm {:.4}  (model load {loaded:.2} s)",
         items as f64 / ours_s,
         ours.value("acc").unwrap_or(f64::NAN),
         ours.value("acc_norm").unwrap_or(f64::NAN)

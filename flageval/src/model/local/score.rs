@@ -1,7 +1,7 @@
 //! Scoring token rows with shared work: rows with the same context form a group whose context
-//! runs once; the groups of a batch (sorted by their tokens, so neighbours share the few-shot
-//! examples) run their longest common prefix once; each row then runs only its continuation,
-//! attending the cached context. lm-eval's `hf` backend feeds every context + continuation
+//! runs once; the groups of a batch (longest first) run their longest common prefix (the
+//! few-shot examples) once; each row then runs only its continuation, attending the cached
+//! context. lm-eval's `hf` backend feeds every context + continuation
 //! whole (sharing only single-token continuations); the log-probabilities are the same sums.
 
 use crate::Result;
@@ -35,7 +35,9 @@ pub fn score(model: &Llama, rows: &[Row], budget: usize) -> Result<Vec<(f64, boo
         });
         groups[g].members.push(i);
     }
-    groups.sort_by(|a, b| a.ctx.cmp(b.ctx));
+    // Longest contexts first, so a batch pads little; a batch's common prefix (few-shot
+    // examples every context starts with) is found whatever the order.
+    groups.sort_by(|a, b| b.ctx.len().cmp(&a.ctx.len()).then(a.ctx.cmp(b.ctx)));
     // A group whose continuations alone exceed the budget (rolling windows all start from the
     // end-of-text token) is split: longest continuations first, as many as fit.
     let mut split = Vec::with_capacity(groups.len());
