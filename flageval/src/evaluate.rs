@@ -221,8 +221,11 @@ fn multiple_choice(
             s.push(name, "none", (v, 1.0));
             record.insert(name.into(), json!(v));
         }
-        for name in ["f1", "mcc"] {
-            s.push(name, "none", (it.gold as f64, pred as f64));
+        // Binary F1 and MCC (scikit-learn's, as lm-eval calls them) need two options.
+        if it.choices.len() == 2 {
+            for name in ["f1", "mcc"] {
+                s.push(name, "none", (it.gold as f64, pred as f64));
+            }
         }
         per_item.push((record, got.to_vec(), pred == it.gold));
     }
@@ -373,7 +376,8 @@ pub fn group_metrics(group: &GroupConfig, results: &[&TaskResult]) -> Vec<Metric
                     .map(|m| (m, r.samples.len()))
             })
             .collect();
-        if parts.len() != results.len() || parts.is_empty() {
+        // lm-eval's groups aggregate by (weighted) mean only.
+        if parts.len() != results.len() || parts.is_empty() || gm.aggregation != "mean" {
             continue;
         }
         let weights: Vec<f64> = parts

@@ -90,8 +90,9 @@ impl Pipeline {
 }
 
 /// Python's `re.findall` then lm-eval's selection: the `group`-th match (negative counts from
-/// the end); a pattern with groups yields its first non-empty group; stripped; the fallback
-/// when nothing matched.
+/// the end); a pattern with several groups yields its first non-empty group; stripped; the
+/// fallback when nothing matched. Differences from Python: Rust's regex syntax (no
+/// look-around), and an out-of-range `group_select` gives the fallback where lm-eval raises.
 fn regex_pick(re: &regex::Regex, group: i64, fallback: &str, text: &str) -> String {
     let found: Vec<String> = re
         .captures_iter(text)
@@ -110,7 +111,9 @@ fn regex_pick(re: &regex::Regex, group: i64, fallback: &str, text: &str) -> Stri
     let n = found.len() as i64;
     let at = if group < 0 { n + group } else { group };
     match found.get(at.max(0) as usize).filter(|_| at >= 0 && at < n) {
-        Some(m) if !m.is_empty() || re.captures_len() == 1 => m.trim().to_string(),
+        // One group: Python's findall gives its text, empty or not; several: the first
+        // non-empty one, else the fallback.
+        Some(m) if !m.is_empty() || re.captures_len() <= 2 => m.trim().to_string(),
         Some(_) => fallback.to_string(),
         None => fallback.to_string(),
     }

@@ -170,7 +170,8 @@ pub fn mean_stderr(v: &[f64]) -> f64 {
     (v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt()
 }
 
-/// The standard error of an aggregation: closed form for a mean; otherwise the sample
+/// The standard error of an aggregation: closed form for a mean; otherwise (lm-eval reports
+/// "N/A" for weighted perplexities and bits per byte; we bootstrap them too) the sample
 /// standard deviation of the aggregation over `iters` resamples (with replacement) drawn
 /// from a generator seeded with `seed`. NaN when it cannot be estimated (`iters` 0, n < 2).
 pub fn stderr(name: &str, items: &[ItemValue], iters: usize, seed: u64) -> f64 {

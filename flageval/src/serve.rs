@@ -25,27 +25,34 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
-fn board(f: &Folder) -> Result<leaderboard::Board, Box<Response>> {
-    leaderboard::build(std::slice::from_ref(&f.root), Some(&f.root))
-        .map_err(|e| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+/// Scans the folder off the async threads (it reads files).
+async fn board(f: &Arc<Folder>) -> Result<leaderboard::Board, Box<Response>> {
+    let f = Arc::clone(f);
+    let fail = |m: String| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, m));
+    tokio::task::spawn_blocking(move || {
+        leaderboard::build(std::slice::from_ref(&f.root), Some(&f.root))
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(e.to_string()))
 }
 
 async fn page(State(f): State<Arc<Folder>>) -> Response {
-    match board(&f) {
+    match board(&f).await {
         Ok(b) => Html(leaderboard::render(&b, &f.title)).into_response(),
         Err(r) => *r,
     }
 }
 
 async fn api_board(State(f): State<Arc<Folder>>) -> Response {
-    match board(&f) {
+    match board(&f).await {
         Ok(b) => Json(b).into_response(),
         Err(r) => *r,
     }
 }
 
 async fn api_results(State(f): State<Arc<Folder>>) -> Response {
-    match board(&f) {
+    match board(&f).await {
         Ok(b) => Json(
             b.entries
                 .iter()
@@ -58,7 +65,7 @@ async fn api_results(State(f): State<Arc<Folder>>) -> Response {
 }
 
 async fn api_result(State(f): State<Arc<Folder>>, UrlPath(id): UrlPath<String>) -> Response {
-    let b = match board(&f) {
+    let b = match board(&f).await {
         Ok(b) => b,
         Err(r) => return *r,
     };

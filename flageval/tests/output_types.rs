@@ -219,7 +219,8 @@ fn random_fewshot_is_seeded_per_document_and_never_the_document_itself() {
     }
     assert!(distinct.len() > 20, "examples differ between documents");
     let mut other = task(dir.path(), "fs", yaml);
-    other.seed = 7;
+    other.set_seed(7);
+    assert_ne!(other.hash, t.hash, "the seed is part of the task");
     assert!((0..30).any(|r| other.context(r).unwrap() != t.context(r).unwrap()));
 }
 

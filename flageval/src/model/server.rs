@@ -108,23 +108,32 @@ impl Server {
             let start = r.context.chars().count();
             let end = start + r.continuation.chars().count();
             let (mut sum, mut greedy, mut any) = (0.0, true, false);
-            for (t, off) in offsets.iter().enumerate() {
-                let off = off.as_u64().unwrap_or(0) as usize;
-                if off < start || off >= end {
+            let at = |t: usize| offsets.get(t).and_then(Value::as_u64).map(|o| o as usize);
+            for t in 0..offsets.len() {
+                let off = at(t).unwrap_or(0);
+                // A token belongs to the continuation when any of its characters does (one
+                // straddling the boundary counts, as lm-eval's token split counts it).
+                let tok_end = at(t + 1).unwrap_or(usize::MAX);
+                if off >= end || tok_end <= start {
                     continue;
                 }
-                let v = lps[t]
-                    .as_f64()
+                let v = lps
+                    .get(t)
+                    .and_then(Value::as_f64)
                     .ok_or_else(|| refuse("a continuation token without a log-probability"))?;
                 sum += v;
                 any = true;
                 // Greedy: the token is its position's most likely one.
-                if let Some(top) = tops.and_then(|all| all.get(t)).and_then(Value::as_object) {
-                    let best = top
-                        .values()
-                        .filter_map(Value::as_f64)
-                        .fold(f64::MIN, f64::max);
-                    greedy &= v >= best - 1e-9;
+                // Without the top alternatives greediness is unknown: never claimed.
+                match tops.and_then(|all| all.get(t)).and_then(Value::as_object) {
+                    Some(top) => {
+                        let best = top
+                            .values()
+                            .filter_map(Value::as_f64)
+                            .fold(f64::MIN, f64::max);
+                        greedy &= v >= best - 1e-9;
+                    }
+                    None => greedy = false,
                 }
             }
             if !any {

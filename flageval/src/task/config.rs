@@ -73,7 +73,10 @@ impl MetricSpec {
 #[serde(deny_unknown_fields)]
 pub struct FewshotConfig {
     /// `first_n` (the default) takes the first documents of the few-shot split; `random`
-    /// draws them per document from a generator seeded by the run's seed and the document.
+    /// draws them per document from a generator seeded by the run's seed and the document's
+    /// index. Unlike lm-eval (one generator drawn from document after document), a
+    /// document's examples do not depend on which other documents run (`--limit`), so they
+    /// differ from lm-eval's draws; `first_n` matches lm-eval exactly.
     #[serde(default)]
     pub sampler: Option<String>,
 }

@@ -29,8 +29,8 @@ pub struct Task {
     templates: template::Templates,
     /// sha256 of the resolved config and the documents: results compare only when equal.
     pub hash: String,
-    /// Seed of the `random` few-shot sampler.
-    pub seed: u64,
+    /// Seed of the `random` few-shot sampler (set with [`Task::set_seed`]).
+    seed: u64,
 }
 
 /// One document as requests see it.
@@ -148,6 +148,8 @@ impl Task {
             templates: template::Templates::new(),
             seed: 1234,
         };
+        let mut task = task;
+        task.set_seed(1234);
         // Every document must render now, so a bad row fails before any model work.
         for i in 0..task.docs.len() {
             task.item(i)?;
@@ -156,6 +158,20 @@ impl Task {
             }
         }
         Ok(task)
+    }
+
+    /// Seeds the `random` few-shot sampler; the seed then enters the task hash, since other
+    /// examples make another task.
+    pub fn set_seed(&mut self, seed: u64) {
+        self.seed = seed;
+        if self.config.num_fewshot > 0
+            && self.config.fewshot_config.sampler.as_deref() == Some("random")
+        {
+            let mut h = sha2::Sha256::new();
+            h.update(self.hash.as_bytes());
+            h.update(format!("fewshot seed {seed}"));
+            self.hash = hex::encode(h.finalize());
+        }
     }
 
     fn row_error(&self, row: usize, message: String) -> Error {
@@ -235,7 +251,15 @@ impl Task {
     /// The context of `doc` (document `row`) before any answer: description, few-shot
     /// examples each followed by the few-shot delimiter, the document's text.
     fn context_of(&self, doc: &Value, row: usize) -> Result<String> {
-        let mut ctx = self.config.description.clone();
+        // lm-eval renders the description as a template of the document too.
+        let mut ctx =
+            if self.config.description.contains("{{") || self.config.description.contains("{%") {
+                self.templates
+                    .render(&self.config.description, doc)
+                    .map_err(|m| self.row_error(row, format!("description: {m}")))?
+            } else {
+                self.config.description.clone()
+            };
         for i in self.examples(row) {
             let ex = &self.fewshot_docs[i];
             let q = self

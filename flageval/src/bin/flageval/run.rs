@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// Generate through the server's `/v1/chat/completions` (chat models).
     #[arg(long)]
     chat: bool,
+    /// The `model` a server is asked for; also keys the response cache, so answers of one
+    /// served model are never taken for another's.
+    #[arg(long, default_value = "default")]
+    server_model: String,
     /// Task or group names, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     tasks: Vec<String>,
@@ -69,7 +73,7 @@ fn open_model(a: &RunArgs) -> anyhow::Result<Box<dyn Model>> {
     Ok(if a.model == "dummy" {
         Box::new(Dummy::default())
     } else if a.model.starts_with("http://") || a.model.starts_with("https://") {
-        let mut s = Server::new(&a.model, "default");
+        let mut s = Server::new(&a.model, &a.server_model);
         s.api_key = a.api_key.clone();
         s.chat = a.chat;
         s.batch = a.batch_size;
@@ -102,6 +106,18 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             names.push(t.clone());
         }
     }
+    for g in &groups {
+        for m in &g.aggregate_metric_list {
+            anyhow::ensure!(
+                m.aggregation == "mean",
+                "group {}: aggregation `{}` of {}: groups aggregate by mean (weight_by_size \
+                 chooses micro or macro)",
+                g.group,
+                m.aggregation,
+                m.metric
+            );
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
     let loaded = names
@@ -115,7 +131,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
                     format!("no task or group `{t}` under {}", a.task_dir.display())
                 })?;
             let mut task = Task::load_with(path, &overrides)?;
-            task.seed = a.seed;
+            task.set_seed(a.seed);
             Ok(task)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -208,7 +224,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     manifest.add_output(&path)?;
     for r in &results {
         let lines: String = r.samples.iter().map(|s| format!("{s}\n")).collect();
-        let p = a.output.join(format!("samples_{}.jsonl", r.task));
+        // A task name is not a path: separators become underscores.
+        let safe: String = r
+            .task
+            .chars()
+            .map(|c| {
+                if c == '/' || c == '\\' || c == '.' {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let p = a.output.join(format!("samples_{safe}.jsonl"));
         flagcore::fsutil::write_atomic(&p, lines.as_bytes())?;
         manifest.add_output(&p)?;
     }

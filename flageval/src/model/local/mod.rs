@@ -95,6 +95,13 @@ impl Local {
             return Ok((vec![self.eot()?], self.encode(&r.continuation)?));
         }
         let kept = r.context.trim_end().len();
+        if kept == 0 {
+            // Only whitespace: it moves to the continuation, which starts from end-of-text.
+            return Ok((
+                vec![self.eot()?],
+                self.encode(&format!("{}{}", r.context, r.continuation))?,
+            ));
+        }
         let (ctx, moved) = r.context.split_at(kept);
         let cont = format!("{moved}{}", r.continuation);
         let whole = self.encode(&format!("{ctx}{cont}"))?;
@@ -112,6 +119,9 @@ impl Local {
                 cont.len(),
                 self.window()
             )));
+        }
+        if ctx.is_empty() {
+            return Err(Error::Invalid("a context with no tokens".into()));
         }
         let over = (ctx.len() + cont.len()).saturating_sub(limit);
         Ok(Row {

@@ -23,6 +23,11 @@ struct Group<'a> {
 
 /// (summed log-probability, greedy) of every row's continuation.
 pub fn score(model: &Llama, rows: &[Row], budget: usize) -> Result<Vec<(f64, bool)>> {
+    if rows.iter().any(|r| r.ctx.is_empty() || r.cont.is_empty()) {
+        return Err(crate::Error::Invalid(
+            "a scoring row needs context and continuation tokens".into(),
+        ));
+    }
     let mut index: HashMap<&[i64], usize> = HashMap::new();
     let mut groups: Vec<Group<'_>> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -70,7 +75,8 @@ pub fn score(model: &Llama, rows: &[Row], budget: usize) -> Result<Vec<(f64, boo
                 .iter()
                 .map(|&i| rows[i].cont.len())
                 .fold(w_cont, usize::max);
-            let cost = (n_ctx + 1) * wc + (n_cont + g.members.len()) * wk;
+            // Each multi-token continuation also holds a copy of its context's cache.
+            let cost = (n_ctx + 1) * wc + (n_cont + g.members.len()) * (wk + wc);
             if end > start && cost > budget {
                 break;
             }
