@@ -48,13 +48,24 @@ pub fn ensure(libtorch_root: &Path) -> anyhow::Result<Option<String>> {
 /// Installs lm-eval's pinned packages (without their declared dependencies, which would pull
 /// a second torch) into a folder named by the requirements' hash; returns it.
 pub fn ensure_lmeval(root: &Path) -> anyhow::Result<PathBuf> {
-    let reqs = root.join("flagscale/scripts/lmeval_requirements.txt");
+    ensure_pinned(root, "flagscale/scripts/lmeval_requirements.txt", "lmeval")
+}
+
+/// sentence-transformers (pinned, `--no-deps`) for bge's reference checks.
+pub fn ensure_st(root: &Path) -> anyhow::Result<PathBuf> {
+    ensure_pinned(root, "bge/scripts/st_requirements.txt", "st")
+}
+
+/// The packages of a pinned requirements file, installed `--no-deps` into
+/// `<cache>/<prefix>-<hash of the file>`.
+fn ensure_pinned(root: &Path, requirements: &str, prefix: &str) -> anyhow::Result<PathBuf> {
+    let reqs = root.join(requirements);
     let text = std::fs::read(&reqs).with_context(|| format!("reading {}", reqs.display()))?;
     // FNV-1a: a changed pin list gets a fresh folder.
     let hash = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });
-    let dir = crate::libtorch::cache_root()?.join(format!("lmeval-{:012x}", hash >> 16));
+    let dir = crate::libtorch::cache_root()?.join(format!("{prefix}-{:012x}", hash >> 16));
     if !dir.join("READY").is_file() {
         let reqs_arg = reqs.to_str().context("checkout path is not UTF-8")?;
         pip_into(&dir, &[&["--no-deps", "-r", reqs_arg]], &text)?;

