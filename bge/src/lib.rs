@@ -4,13 +4,14 @@
 //! `model.safetensors`, `tokenizer.json`, `modules.json`, `1_Pooling/config.json`,
 //! `sentence_bert_config.json`) and [`Encoder::encode`] turns texts into (normalised)
 //! embeddings: BERT forward (`bert.rs`), CLS or mean pooling (`pooling.rs`), batches sorted by
-//! length.
+//! length. `retrieval` holds exact top-k search and trec_eval's retrieval metrics.
 
 pub mod bert;
 pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod pooling;
+pub mod retrieval;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};

@@ -1,0 +1,142 @@
+//! `bge`: embeddings from the command line — `encode` texts to JSON lines, `eval` retrieval
+//! on a FlagEmbedding-layout set (or BIG-bench's disfl_qa) into a results JSON with a
+//! manifest.
+
+use anyhow::Context;
+use bge::retrieval::data::Dataset;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bge",
+    version,
+    about = "BGE / sentence-transformers embeddings"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: flagcore::telemetry::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Embed the lines of a text file; writes one JSON array per line.
+    Encode {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Prefix every text (a query instruction).
+        #[arg(long, default_value = "")]
+        instruction: String,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// nDCG@10, MAP@10, MRR@10, Recall@k of a model on a retrieval set.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        /// A folder with corpus.jsonl, queries.jsonl and qrels.jsonl.
+        #[arg(long, conflicts_with = "disfl_qa")]
+        data: Option<PathBuf>,
+        /// BIG-bench's disfl_qa task.json (corpus = paragraphs, queries = questions).
+        #[arg(long)]
+        disfl_qa: Option<PathBuf>,
+        /// Keep only the first N queries.
+        #[arg(long)]
+        limit_queries: Option<usize>,
+        /// Write the set used in FlagEmbedding's layout here.
+        #[arg(long)]
+        save_data: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        query_instruction: String,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    flagcore::telemetry::exit_code(
+        cli.log
+            .init()
+            .map_err(anyhow::Error::from)
+            .and_then(|()| run(cli.command)),
+    )
+}
+
+fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encoder> {
+    let mut enc = bge::Encoder::load(model, tch::Kind::Float, tch::Device::Cpu)
+        .with_context(|| format!("loading --model {}", model.display()))?;
+    enc.batch_size = batch_size.max(1);
+    Ok(enc)
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Encode {
+            model,
+            input,
+            output,
+            instruction,
+            batch_size,
+        } => {
+            let enc = load(&model, batch_size)?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading --input {}", input.display()))?;
+            let texts: Vec<&str> = text.lines().collect();
+            let emb = enc.encode_queries(&texts, &instruction)?;
+            let lines: String = emb
+                .iter()
+                .map(|e| format!("{}\n", serde_json::to_string(e).unwrap_or_default()))
+                .collect();
+            flagcore::fsutil::write_atomic(&output, lines.as_bytes())?;
+            eprintln!("{}: {} embeddings", output.display(), emb.len());
+        }
+        Command::Eval {
+            model,
+            data,
+            disfl_qa,
+            limit_queries,
+            save_data,
+            query_instruction,
+            batch_size,
+            output,
+        } => {
+            let mut manifest = flagcore::Manifest::begin("bge eval", env!("CARGO_PKG_VERSION"));
+            let (mut set, source) = match (data, disfl_qa) {
+                (Some(d), None) => (Dataset::load(&d)?, d),
+                (None, Some(t)) => (Dataset::from_disfl_qa(&t)?, t),
+                _ => anyhow::bail!("give --data DIR or --disfl-qa TASK_JSON"),
+            };
+            if let Some(n) = limit_queries {
+                set.limit_queries(n);
+            }
+            if let Some(dir) = &save_data {
+                set.save(dir)?;
+            }
+            let enc = load(&model, batch_size)?;
+            let start = std::time::Instant::now();
+            let scores = bge::retrieval::evaluate(&enc, &set, &query_instruction)?;
+            let json = serde_json::json!({
+                "model": model, "data": source, "queries": set.queries.len(),
+                "corpus": set.corpus.len(), "query_instruction": query_instruction,
+                "seconds": start.elapsed().as_secs_f64(),
+                "scores": scores.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            });
+            flagcore::fsutil::write_atomic(&output, &serde_json::to_vec_pretty(&json)?)?;
+            manifest.add_input(&source)?;
+            manifest.add_output(&output)?;
+            manifest.finish();
+            manifest.write_beside(&output)?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(())
+}
