@@ -15,6 +15,15 @@ pub const QUERY_INSTRUCTION_EN: &str = "Represent this sentence for searching re
 /// BGE's Chinese query instruction (bge-*-zh-v1.5).
 pub const QUERY_INSTRUCTION_ZH: &str = "为这个句子生成表示以用于检索相关文章：";
 
+/// Token ids (special tokens included, truncated as the tokenizer is set) and whether the
+/// truncation cut the text.
+pub fn tokenize_checked(tok: &tokenizers::Tokenizer, text: &str) -> Result<(Vec<u32>, bool)> {
+    let e = tok
+        .encode(text, true)
+        .map_err(|e| Error::Invalid(format!("tokenizing: {e}")))?;
+    Ok((e.get_ids().to_vec(), !e.get_overflowing().is_empty()))
+}
+
 #[derive(Debug)]
 pub struct Encoder {
     pub bert: Bert,
@@ -74,9 +83,29 @@ impl Encoder {
             .collect()
     }
 
+    /// Token ids of one text and whether truncation cut it (the server refuses such input
+    /// unless told to truncate).
+    pub fn tokenize_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
+        tokenize_checked(&self.tokenizer, text)
+    }
+
     /// One embedding per text (normalised when the folder says so).
     pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts)?;
+        self.encode_ids(&ids, self.head.normalize)
+    }
+
+    /// One embedding per tokenised text (special tokens included), L2-normalised or not.
+    pub fn encode_ids(&self, ids: &[Vec<u32>], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        if ids
+            .iter()
+            .any(|t| t.is_empty() || t.len() > self.max_length)
+        {
+            return Err(Error::Invalid(format!(
+                "every input needs 1 to {} tokens",
+                self.max_length
+            )));
+        }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
@@ -97,7 +126,7 @@ impl Encoder {
             let mask_t = Tensor::from_slice(&mask).view(shape).to_device(device);
             let pooled = tch::no_grad(|| -> Result<Tensor> {
                 let h = self.bert.forward(&ids_t, &mask_t)?;
-                Ok(self.head.pool(&h, &mask_t))
+                Ok(self.head.pool(&h, &mask_t, normalize))
             })?
             .to_device(tch::Device::Cpu);
             for (row, &i) in chunk.iter().enumerate() {

@@ -12,6 +12,7 @@ pub mod encoder;
 pub mod error;
 pub mod pooling;
 pub mod retrieval;
+pub mod serve;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};

@@ -110,8 +110,9 @@ impl Head {
         })
     }
 
-    /// One vector per row of hidden states (B, T, H) under `mask` (B, T).
-    pub fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Tensor {
+    /// One vector per row of hidden states (B, T, H) under `mask` (B, T), L2-normalised when
+    /// `normalize`.
+    pub fn pool(&self, hidden: &Tensor, mask: &Tensor, normalize: bool) -> Tensor {
         let v = match self.pooling {
             Pooling::Cls => hidden.select(1, 0),
             Pooling::Mean => {
@@ -121,7 +122,7 @@ impl Head {
             }
         };
         let v = v.to_kind(Kind::Float);
-        if self.normalize {
+        if normalize {
             let n = v.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12);
             v / n
         } else {

@@ -59,6 +59,27 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Serve a text-embeddings-inference-compatible API (loopback unless told otherwise).
+    Serve {
+        #[arg(long, env = "BGE_MODEL")]
+        model: PathBuf,
+        #[arg(long, env = "BGE_HOSTNAME", default_value = "127.0.0.1")]
+        hostname: std::net::IpAddr,
+        #[arg(long, env = "BGE_PORT", default_value_t = 8080)]
+        port: u16,
+        #[arg(long, env = "BGE_MAX_BATCH_TOKENS", default_value_t = 16384)]
+        max_batch_tokens: usize,
+        #[arg(long, env = "BGE_MAX_CLIENT_BATCH_SIZE", default_value_t = 32)]
+        max_client_batch_size: usize,
+        #[arg(long, env = "BGE_PAYLOAD_LIMIT", default_value_t = 2_000_000)]
+        payload_limit: usize,
+        /// Cut over-long inputs instead of answering 413.
+        #[arg(long, env = "BGE_AUTO_TRUNCATE")]
+        auto_truncate: bool,
+        /// Require `Authorization: Bearer KEY`.
+        #[arg(long, env = "BGE_API_KEY")]
+        api_key: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +101,40 @@ fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encod
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Serve {
+            model,
+            hostname,
+            port,
+            max_batch_tokens,
+            max_client_batch_size,
+            payload_limit,
+            auto_truncate,
+            api_key,
+        } => {
+            let enc = load(&model, 32)?;
+            let opts = bge::serve::Options {
+                model_id: model.display().to_string(),
+                max_batch_tokens,
+                max_client_batch_size,
+                payload_limit,
+                auto_truncate,
+                api_key,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let addr = std::net::SocketAddr::new(hostname, port);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                eprintln!("serving {} on http://{addr}", model.display());
+                axum::serve(listener, bge::serve::router(enc, opts))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                anyhow::Ok(())
+            })?;
+        }
         Command::Encode {
             model,
             input,
