@@ -60,6 +60,7 @@ impl Weights {
             .0
             .remove(name)
             .or_else(|| self.0.remove(&format!("bert.{name}")))
+            .or_else(|| self.0.remove(&format!("roberta.{name}")))
             .ok_or_else(|| Error::Weights(format!("tensor `{name}` is missing")))?;
         if t.size() != shape {
             return Err(Error::Weights(format!(
@@ -149,6 +150,25 @@ impl Bert {
         })
     }
 
+    /// RoBERTa-family position ids (XLM-R: bge-m3, BGE's rerankers).
+    fn roberta(&self) -> bool {
+        matches!(
+            self.config.model_type.as_deref(),
+            Some("xlm-roberta" | "roberta")
+        )
+    }
+
+    /// The most tokens one input may have (RoBERTa's positions start after the padding
+    /// index).
+    pub fn max_tokens(&self) -> usize {
+        let max = self.config.max_position_embeddings;
+        if self.roberta() {
+            max.saturating_sub(self.config.pad_token_id.unwrap_or(1).max(0) as usize + 1)
+        } else {
+            max
+        }
+    }
+
     pub fn device(&self) -> tch::Device {
         self.word.device()
     }
@@ -191,9 +211,24 @@ impl Bert {
             self.config.num_attention_heads as i64,
             self.config.head_dim() as i64,
         );
-        let positions = Tensor::arange(t, (Kind::Int64, ids.device()));
+        let positions = if self.roberta() {
+            // RoBERTa / XLM-R: positions count the non-padding tokens from pad + 1, and padding
+            // sits at the padding index (transformers' create_position_ids_from_input_ids).
+            let pad = self.config.pad_token_id.unwrap_or(1);
+            let real = ids.ne(pad).to_kind(Kind::Int64);
+            let last = t + pad;
+            if last as usize >= self.config.max_position_embeddings {
+                return Err(Error::Invalid(format!(
+                    "{t} tokens exceed the model's {} positions",
+                    self.config.max_position_embeddings as i64 - pad - 1
+                )));
+            }
+            real.cumsum(1, Kind::Int64) * &real + pad
+        } else {
+            Tensor::arange(t, (Kind::Int64, ids.device())).unsqueeze(0)
+        };
         let x = Tensor::embedding(&self.word, ids, -1, false, false)
-            + Tensor::embedding(&self.position, &positions, -1, false, false).unsqueeze(0)
+            + Tensor::embedding(&self.position, &positions, -1, false, false)
             + self.token_type.get(0).view([1, 1, -1]);
         let mut x = self.layer_norm(&x, &self.embed_norm);
         // Keys that are padding are never attended (B, 1, 1, T).

@@ -40,10 +40,11 @@ impl Encoder {
     pub fn load(dir: &Path, kind: Kind, device: tch::Device) -> Result<Self> {
         let config: BertConfig = read_json(&dir.join("config.json"))?;
         let head = Head::read(dir)?;
+        let bert = Bert::load(dir, config, kind, device)?;
         let max_length = head
             .max_seq_length
-            .unwrap_or(config.max_position_embeddings)
-            .min(config.max_position_embeddings);
+            .unwrap_or(bert.max_tokens())
+            .min(bert.max_tokens());
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer =
             tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| Error::File {
@@ -60,7 +61,6 @@ impl Encoder {
                 message: e.to_string(),
             })?;
         tokenizer.with_padding(None);
-        let bert = Bert::load(dir, config, kind, device)?;
         Ok(Encoder {
             bert,
             tokenizer,
