@@ -10,6 +10,7 @@ pub mod bert;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod m3;
 pub mod pooling;
 pub mod retrieval;
 pub mod serve;
