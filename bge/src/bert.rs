@@ -86,6 +86,23 @@ impl Weights {
     }
 }
 
+/// Every tensor of a safetensors file by name, floating-point ones in `kind` (f32, bf16, f16)
+/// on `device`; errors name the file.
+pub fn load_tensors(
+    path: &Path,
+    kind: Kind,
+    device: tch::Device,
+) -> Result<HashMap<String, Tensor>> {
+    let fail = |message: String| Error::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dtype = flagcore::DType::try_from(kind).map_err(|e| fail(e.to_string()))?;
+    let tensors = flagcore::torch::load_safetensors(path, Some(dtype), device)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(tensors.into_iter().collect())
+}
+
 impl Bert {
     /// Loads `model.safetensors` of `dir` with `config` in `kind` on `device`.
     pub fn load(dir: &Path, config: BertConfig, kind: Kind, device: tch::Device) -> Result<Self> {
@@ -93,20 +110,10 @@ impl Bert {
             path: dir.join("config.json"),
             message: m,
         })?;
-        let path = dir.join("model.safetensors");
-        let dtype = match kind {
-            Kind::BFloat16 => flagcore::DType::BF16,
-            Kind::Half => flagcore::DType::F16,
-            _ => flagcore::DType::F32,
-        };
-        let tensors =
-            flagcore::torch::load_safetensors(&path, Some(dtype), device).map_err(|e| {
-                Error::File {
-                    path: path.clone(),
-                    message: e.to_string(),
-                }
-            })?;
-        Self::from_tensors(tensors.into_iter().collect(), config)
+        Self::from_tensors(
+            load_tensors(&dir.join("model.safetensors"), kind, device)?,
+            config,
+        )
     }
 
     /// Builds the model from named tensors (transformers' names).

@@ -83,12 +83,6 @@ impl Encoder {
             .collect()
     }
 
-    /// Token ids of one text and whether truncation cut it (the server refuses such input
-    /// unless told to truncate).
-    pub fn tokenize_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
-        tokenize_checked(&self.tokenizer, text)
-    }
-
     /// One embedding per text (normalised when the folder says so).
     pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts)?;
@@ -109,7 +103,7 @@ impl Encoder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
-        let device = self.bert_device();
+        let device = self.bert.device();
         let mut out = vec![Vec::new(); ids.len()];
         for chunk in order.chunks(self.batch_size.max(1)) {
             let width = ids[chunk[0]].len().max(1);
@@ -148,9 +142,5 @@ impl Encoder {
             .map(|q| format!("{instruction}{}", q.as_ref()))
             .collect();
         self.encode(&texts)
-    }
-
-    fn bert_device(&self) -> tch::Device {
-        self.bert.device()
     }
 }

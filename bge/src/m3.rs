@@ -22,19 +22,7 @@ struct Head {
 }
 
 fn head(path: &Path, kind: Kind, device: tch::Device) -> Result<Head> {
-    let dtype = match kind {
-        Kind::BFloat16 => flagcore::DType::BF16,
-        Kind::Half => flagcore::DType::F16,
-        _ => flagcore::DType::F32,
-    };
-    let mut t: HashMap<String, Tensor> =
-        flagcore::torch::load_safetensors(path, Some(dtype), device)
-            .map_err(|e| Error::File {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
-            .into_iter()
-            .collect();
+    let mut t = crate::bert::load_tensors(path, kind, device)?;
     let mut take = |n: &str| {
         t.remove(n).ok_or_else(|| Error::File {
             path: path.to_path_buf(),

@@ -4,43 +4,17 @@
 
 use bge::m3::{colbert_score, dense_score, hybrid_score, sparse_score, M3};
 
+mod common;
+
 #[test]
 fn m3_outputs_match_flagembeddings_formulas() {
-    let Ok(pycheck) = std::env::var("FLAGOPEN_PYCHECK") else {
-        eprintln!("skipped: FLAGOPEN_PYCHECK not set (cargo xtask test sets it)");
+    let Some((tmp, r, bert)) = common::random_model("m3_reference.py") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/m3_reference.py");
-    let run =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(script)
-            .arg(tmp.path())
-            .env("PYTHONPATH", &pycheck)
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HOME", tmp.path().join("hf-home"))
-            .output()
-            .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
     let dir = tmp.path().join("model");
-    let config: bge::config::BertConfig = bge::error::read_json(&dir.join("config.json")).unwrap();
-    let bert = bge::bert::Bert::load(&dir, config, tch::Kind::Float, tch::Device::Cpu).unwrap();
     let m3 = M3::load(&dir, vec![0, 1, 2, 3], tch::Kind::Float, tch::Device::Cpu).unwrap();
-    let flat = |k: &str| -> Vec<i64> {
-        r[k].as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_i64().unwrap()))
-            .collect()
-    };
-    let ids = tch::Tensor::from_slice(&flat("ids")).view([2, 8]);
-    let mask = tch::Tensor::from_slice(&flat("mask")).view([2, 8]);
+    let ids = tch::Tensor::from_slice(&common::int_rows(&r["ids"])).view([2, 8]);
+    let mask = tch::Tensor::from_slice(&common::int_rows(&r["mask"])).view([2, 8]);
     let out = m3.forward(&bert, &ids, &mask).unwrap();
     let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
     for (o, want) in out.iter().zip(r["outputs"].as_array().unwrap()) {

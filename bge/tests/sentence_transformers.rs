@@ -5,7 +5,7 @@
 //! (truncated to max_seq_length). Runs where `cargo xtask test` installed sentence-transformers
 //! (FLAGOPEN_ST) beside transformers and torch (FLAGOPEN_PYCHECK) and the wheel is cached.
 
-use std::path::Path;
+mod common;
 
 fn sentences() -> Vec<String> {
     let mut s: Vec<String> = [
@@ -44,22 +44,11 @@ fn minilm_matches_sentence_transformers() {
     let input = tmp.path().join("sentences.json");
     std::fs::write(&input, serde_json::to_vec(&sentences()).unwrap()).unwrap();
     let out = tmp.path().join("st.json");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/st_reference.py");
-    let run =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(script)
-            .arg(&model_dir)
-            .arg(&input)
-            .arg(&out)
-            .env("PYTHONPATH", format!("{st}:{pycheck}"))
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HOME", tmp.path().join("hf-home"))
-            .output()
-            .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    common::run_script(
+        "st_reference.py",
+        &[model_dir.as_os_str(), input.as_os_str(), out.as_os_str()],
+        &format!("{st}:{pycheck}"),
+        tmp.path(),
     );
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
 

@@ -328,6 +328,9 @@ fn aggregations_match_lm_evals_own_functions() {
         .map(|t| metrics::word_count(t))
         .collect();
     assert_eq!(serde_json::json!(counts), want["word_counts"]);
+    let tokens: Vec<i64> = (0..23).collect();
+    let windows = flageval::model::rolling_windows(&tokens, -1, 8);
+    assert_eq!(serde_json::json!(windows), want["windows"]);
 }
 
 #[test]

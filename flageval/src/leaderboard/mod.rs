@@ -43,6 +43,9 @@ pub struct Entry {
     pub average: Option<f64>,
     #[serde(skip)]
     pub path: PathBuf,
+    /// Task → capability, as this results file's taxonomy says.
+    #[serde(skip)]
+    capability_of: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +151,12 @@ fn entry(path: &Path, root: Option<&Path>) -> Result<Entry> {
         capabilities: BTreeMap::new(),
         average: None,
         path: path.to_path_buf(),
+        capability_of: v["taxonomy"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(t, x)| Some((t.clone(), x["capability"].as_str()?.to_string())))
+            .collect(),
     })
 }
 
@@ -163,20 +172,11 @@ pub fn build(paths: &[PathBuf], root: Option<&Path>) -> Result<Board> {
             Err(e) => tracing::warn!("leaderboard: skipping {e}"),
         }
     }
-    // Capabilities per task, from the results files' taxonomy.
-    let mut capability_of: BTreeMap<String, String> = BTreeMap::new();
-    for f in &files {
-        if let Some(v) = std::fs::read_to_string(f)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        {
-            for (task, t) in v["taxonomy"].as_object().into_iter().flatten() {
-                if let Some(c) = t["capability"].as_str() {
-                    capability_of.insert(task.clone(), c.to_string());
-                }
-            }
-        }
-    }
+    // Capabilities per task, from the results files' taxonomy (read with each entry).
+    let capability_of: BTreeMap<String, String> = entries
+        .iter()
+        .flat_map(|e| e.capability_of.iter().map(|(t, c)| (t.clone(), c.clone())))
+        .collect();
     // Each column's hash: the one most rows ran (ties: the smallest, for a stable choice).
     let mut votes: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for e in &entries {

@@ -52,16 +52,20 @@ impl<M: Model> Cached<M> {
         Error::Invalid(format!("response cache {}: {e}", self.path.display()))
     }
 
-    fn key(&self, kind: &str, parts: &[&str]) -> String {
-        let mut h = sha2::Sha256::new();
-        for part in [self.inner.fingerprint().as_str(), kind]
-            .iter()
-            .chain(parts)
-        {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        hex::encode(h.finalize())
+    /// The cache key of one request: a hash of the model's fingerprint (asked once per call,
+    /// not per request), the request kind and the request's parts.
+    fn keys<'a>(&self, kind: &str, requests: impl Iterator<Item = Vec<&'a str>>) -> Vec<String> {
+        let fingerprint = self.inner.fingerprint();
+        requests
+            .map(|parts| {
+                let mut h = sha2::Sha256::new();
+                for part in [fingerprint.as_str(), kind].iter().chain(&parts) {
+                    h.update((part.len() as u64).to_le_bytes());
+                    h.update(part.as_bytes());
+                }
+                hex::encode(h.finalize())
+            })
+            .collect()
     }
 
     /// Answers from the cache where present; the rest from `ask`, a chunk at a time, each
@@ -131,29 +135,29 @@ impl<M: Model> Model for Cached<M> {
     }
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
-        let keys = requests
-            .iter()
-            .map(|r| self.key("loglikelihood", &[&r.context, &r.continuation]))
-            .collect();
+        let keys = self.keys(
+            "loglikelihood",
+            requests
+                .iter()
+                .map(|r| vec![r.context.as_str(), r.continuation.as_str()]),
+        );
         self.through(keys, requests, |m, q| m.loglikelihood(q))
     }
 
     fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
-        let keys = texts
-            .iter()
-            .map(|t| self.key("loglikelihood_rolling", &[t]))
-            .collect();
+        let keys = self.keys(
+            "loglikelihood_rolling",
+            texts.iter().map(|t| vec![t.as_str()]),
+        );
         self.through(keys, texts, |m, q| m.loglikelihood_rolling(q))
     }
 
     fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
-        let keys = requests
+        let specs: Vec<String> = requests
             .iter()
-            .map(|r| {
-                let spec = serde_json::to_string(r).unwrap_or_default();
-                self.key("generate_until", &[&spec])
-            })
+            .map(|r| serde_json::to_string(r).unwrap_or_default())
             .collect();
+        let keys = self.keys("generate_until", specs.iter().map(|s| vec![s.as_str()]));
         self.through(keys, requests, |m, q| m.generate_until(q))
     }
 }

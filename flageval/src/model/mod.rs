@@ -9,7 +9,7 @@ mod server;
 
 pub use cached::Cached;
 pub use dummy::Dummy;
-pub use local::Local;
+pub use local::{rolling_windows, Local};
 pub use server::Server;
 
 use crate::Result;
@@ -52,49 +52,34 @@ pub trait Model {
     fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>>;
 }
 
-impl<M: Model + ?Sized> Model for &mut M {
-    fn name(&self) -> String {
-        (**self).name()
-    }
+/// A borrowed or boxed model is a model: every call goes to the one behind it.
+macro_rules! forward_model {
+    ($($ty:ty),*) => {$(
+        impl<M: Model + ?Sized> Model for $ty {
+            fn name(&self) -> String {
+                (**self).name()
+            }
 
-    fn fingerprint(&self) -> String {
-        (**self).fingerprint()
-    }
+            fn fingerprint(&self) -> String {
+                (**self).fingerprint()
+            }
 
-    fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
-        (**self).loglikelihood(requests)
-    }
+            fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
+                (**self).loglikelihood(requests)
+            }
 
-    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
-        (**self).loglikelihood_rolling(texts)
-    }
+            fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
+                (**self).loglikelihood_rolling(texts)
+            }
 
-    fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
-        (**self).generate_until(requests)
-    }
+            fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
+                (**self).generate_until(requests)
+            }
+        }
+    )*};
 }
 
-impl Model for Box<dyn Model> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-
-    fn fingerprint(&self) -> String {
-        (**self).fingerprint()
-    }
-
-    fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
-        (**self).loglikelihood(requests)
-    }
-
-    fn loglikelihood_rolling(&mut self, texts: &[String]) -> Result<Vec<f64>> {
-        (**self).loglikelihood_rolling(texts)
-    }
-
-    fn generate_until(&mut self, requests: &[GenRequest]) -> Result<Vec<String>> {
-        (**self).generate_until(requests)
-    }
-}
+forward_model!(&mut M, Box<M>);
 
 /// Cuts `text` before the first occurrence of any non-empty stop string, as lm-eval does with
 /// a generation.

@@ -90,7 +90,13 @@ impl Local {
     }
 
     /// (context tokens, continuation tokens) as lm-eval's `_encode_pair` makes them.
-    fn encode_pair(&self, r: &Request) -> Result<(Vec<i64>, Vec<i64>)> {
+    /// `contexts` keeps each context's tokens: the options of one question share it, and
+    /// tokenising it once per option would be work done four times over.
+    fn encode_pair(
+        &self,
+        r: &Request,
+        contexts: &mut std::collections::HashMap<String, Vec<i64>>,
+    ) -> Result<(Vec<i64>, Vec<i64>)> {
         if r.context.is_empty() {
             return Ok((vec![self.eot()?], self.encode(&r.continuation)?));
         }
@@ -105,7 +111,14 @@ impl Local {
         let (ctx, moved) = r.context.split_at(kept);
         let cont = format!("{moved}{}", r.continuation);
         let whole = self.encode(&format!("{ctx}{cont}"))?;
-        let ctx_ids = self.encode(ctx)?;
+        let ctx_ids = match contexts.get(ctx) {
+            Some(ids) => ids.clone(),
+            None => {
+                let ids = self.encode(ctx)?;
+                contexts.insert(ctx.to_string(), ids.clone());
+                ids
+            }
+        };
         let cont_ids = whole[ctx_ids.len().min(whole.len())..].to_vec();
         Ok((ctx_ids, cont_ids))
     }
@@ -133,7 +146,7 @@ impl Local {
 
 /// lm-eval's rolling windows with one token of context, made disjoint: each window predicts
 /// the tokens after the previous one's, seeing as many earlier tokens as the window holds.
-fn rolling_windows(tokens: &[i64], eot: i64, window: usize) -> Vec<(Vec<i64>, Vec<i64>)> {
+pub fn rolling_windows(tokens: &[i64], eot: i64, window: usize) -> Vec<(Vec<i64>, Vec<i64>)> {
     let mut out = Vec::new();
     if tokens.is_empty() {
         return out;
@@ -164,8 +177,9 @@ impl Model for Local {
 
     fn loglikelihood(&mut self, requests: &[Request]) -> Result<Vec<(f64, bool)>> {
         let mut rows = Vec::with_capacity(requests.len());
+        let mut contexts = std::collections::HashMap::new();
         for r in requests {
-            let (c, k) = self.encode_pair(r)?;
+            let (c, k) = self.encode_pair(r, &mut contexts)?;
             if k.is_empty() {
                 return Err(Error::Invalid(format!(
                     "continuation {:?} has no tokens of its own",

@@ -1,0 +1,57 @@
+//! What bge's reference tests share: running a pinned Python reference script and loading
+//! the random-weight model it saved.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// Runs `scripts/<script>` with `args` under `pythonpath` (no user site, a scratch HF home in
+/// `scratch`); fails the test with the script's stderr if it fails.
+pub fn run_script(script: &str, args: &[&OsStr], pythonpath: &str, scratch: &Path) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let run =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(path)
+            .args(args)
+            .env("PYTHONPATH", pythonpath)
+            .env("PYTHONNOUSERSITE", "1")
+            .env("HF_HOME", scratch.join("hf-home"))
+            .output()
+            .unwrap();
+    assert!(
+        run.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// A random-weight model saved by `scripts/<script>` (into `<tmp>/model`, with
+/// `<tmp>/reference.json`), loaded: `None` (the test skips) without FLAGOPEN_PYCHECK.
+pub fn random_model(
+    script: &str,
+) -> Option<(tempfile::TempDir, serde_json::Value, bge::bert::Bert)> {
+    let Ok(pycheck) = std::env::var("FLAGOPEN_PYCHECK") else {
+        eprintln!("skipped: FLAGOPEN_PYCHECK not set (cargo xtask test sets it)");
+        return None;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    run_script(script, &[tmp.path().as_os_str()], &pycheck, tmp.path());
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
+    let dir = tmp.path().join("model");
+    let config: bge::config::BertConfig = bge::error::read_json(&dir.join("config.json")).unwrap();
+    let bert = bge::bert::Bert::load(&dir, config, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    Some((tmp, reference, bert))
+}
+
+/// A JSON list of integer rows, flattened.
+pub fn int_rows(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+        .collect()
+}
