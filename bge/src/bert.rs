@@ -48,20 +48,33 @@ pub struct Bert {
     token_type: Tensor,
     embed_norm: Norm,
     layers: Vec<Layer>,
+    /// Every tensor the forward pass uses, under its name in the checkpoint (sharing storage
+    /// with the fields above): what fine-tuning updates and saves.
+    params: Vec<(String, Tensor)>,
+    /// Checkpoint tensors the forward pass does not use (a pooler, buffers), saved back as
+    /// they came so a fine-tuned folder keeps them.
+    extras: Vec<(String, Tensor)>,
 }
 
 /// The named tensors of a checkpoint, taken out one by one; a missing or misshapen tensor is
-/// an error naming it.
-struct Weights(HashMap<String, Tensor>);
+/// an error naming it. Taken tensors are remembered under their checkpoint names.
+struct Weights {
+    left: HashMap<String, Tensor>,
+    taken: Vec<(String, Tensor)>,
+}
 
 impl Weights {
     fn take(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self
-            .0
-            .remove(name)
-            .or_else(|| self.0.remove(&format!("bert.{name}")))
-            .or_else(|| self.0.remove(&format!("roberta.{name}")))
-            .ok_or_else(|| Error::Weights(format!("tensor `{name}` is missing")))?;
+        let key = [
+            name.to_string(),
+            format!("bert.{name}"),
+            format!("roberta.{name}"),
+        ]
+        .into_iter()
+        .find(|k| self.left.contains_key(k))
+        .ok_or_else(|| Error::Weights(format!("tensor `{name}` is missing")))?;
+        let t = self.left.remove(&key).expect("key found above");
+        self.taken.push((key, t.shallow_clone()));
         if t.size() != shape {
             return Err(Error::Weights(format!(
                 "tensor `{name}` has shape {:?}, the config says {shape:?}",
@@ -118,7 +131,10 @@ impl Bert {
 
     /// Builds the model from named tensors (transformers' names).
     pub fn from_tensors(tensors: HashMap<String, Tensor>, config: BertConfig) -> Result<Self> {
-        let mut w = Weights(tensors);
+        let mut w = Weights {
+            left: tensors,
+            taken: Vec::new(),
+        };
         let (h, f) = (config.hidden_size as i64, config.intermediate_size as i64);
         let word = w.take(
             "embeddings.word_embeddings.weight",
@@ -147,6 +163,8 @@ impl Bert {
                 out_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
             });
         }
+        let mut extras: Vec<(String, Tensor)> = w.left.into_iter().collect();
+        extras.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Bert {
             config,
             word,
@@ -154,6 +172,8 @@ impl Bert {
             token_type,
             embed_norm,
             layers,
+            params: w.taken,
+            extras,
         })
     }
 
@@ -174,6 +194,16 @@ impl Bert {
         } else {
             max
         }
+    }
+
+    /// The tensors fine-tuning trains, under their checkpoint names.
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
+    /// Every checkpoint tensor (trained and untouched) under its name, for saving.
+    pub fn named_tensors(&self) -> impl Iterator<Item = &(String, Tensor)> {
+        self.params.iter().chain(&self.extras)
     }
 
     pub fn device(&self) -> tch::Device {
@@ -201,6 +231,18 @@ impl Bert {
     /// Last hidden states (B, T, hidden) of token ids (B, T) with an attention mask (B, T) of
     /// 1 for tokens and 0 for padding; token types all 0.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.forward_t(ids, None, mask, false)
+    }
+
+    /// [`Bert::forward`] with token types (B, T) (sentence pairs of BERT cross-encoders; all
+    /// 0 when `None`) and with the config's dropout when `train`.
+    pub fn forward_t(
+        &self,
+        ids: &Tensor,
+        types: Option<&Tensor>,
+        mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
         let size = ids.size();
         if size.len() != 2 || size[1] == 0 {
             return Err(Error::Invalid(format!(
@@ -212,6 +254,20 @@ impl Bert {
             return Err(Error::Invalid(format!(
                 "{t} tokens exceed the model's {} positions",
                 self.config.max_position_embeddings
+            )));
+        }
+        // Out-of-range ids would abort inside libtorch: a mismatched tokenizer is an error.
+        let over = |t: &Tensor, n: usize| t.numel() > 0 && t.max().int64_value(&[]) >= n as i64;
+        if over(ids, self.config.vocab_size) || ids.numel() > 0 && ids.min().int64_value(&[]) < 0 {
+            return Err(Error::Invalid(format!(
+                "token ids must lie in 0..{} (the model's vocab_size)",
+                self.config.vocab_size
+            )));
+        }
+        if types.is_some_and(|t| t.size() != size || over(t, self.config.type_vocab_size)) {
+            return Err(Error::Invalid(format!(
+                "token types must have the ids' shape and lie in 0..{} (type_vocab_size)",
+                self.config.type_vocab_size
             )));
         }
         let (heads, d) = (
@@ -236,8 +292,18 @@ impl Bert {
         };
         let x = Tensor::embedding(&self.word, ids, -1, false, false)
             + Tensor::embedding(&self.position, &positions, -1, false, false)
-            + self.token_type.get(0).view([1, 1, -1]);
-        let mut x = self.layer_norm(&x, &self.embed_norm);
+            + match types {
+                Some(t) => Tensor::embedding(&self.token_type, t, -1, false, false),
+                None => self.token_type.get(0).view([1, 1, -1]),
+            };
+        let p = self.config.hidden_dropout_prob;
+        let drop = |x: Tensor| if train { x.dropout(p, true) } else { x };
+        let attn_p = if train {
+            self.config.attention_probs_dropout_prob
+        } else {
+            0.0
+        };
+        let mut x = drop(self.layer_norm(&x, &self.embed_norm));
         // Keys that are padding are never attended (B, 1, 1, T).
         let keep = mask.to_kind(Kind::Bool).view([b, 1, 1, t]);
         for l in &self.layers {
@@ -250,15 +316,15 @@ impl Bert {
                 &k,
                 &v,
                 Some(&keep),
-                0.0,
+                attn_p,
                 false,
                 None,
                 false,
             )
             .transpose(1, 2)
             .reshape([b, t, heads * d]);
-            x = self.layer_norm(&(l.attn_out.forward(&a) + &x), &l.attn_norm);
-            let ff = l.down.forward(&self.act(&l.up.forward(&x)));
+            x = self.layer_norm(&(drop(l.attn_out.forward(&a)) + &x), &l.attn_norm);
+            let ff = drop(l.down.forward(&self.act(&l.up.forward(&x))));
             x = self.layer_norm(&(ff + &x), &l.out_norm);
         }
         Ok(x)

@@ -23,6 +23,16 @@ pub struct BertConfig {
     pub pad_token_id: Option<i64>,
     #[serde(default = "absolute")]
     pub position_embedding_type: String,
+    /// Dropout after the embeddings and each sub-layer, while fine-tuning.
+    #[serde(default = "dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout of attention probabilities, while fine-tuning.
+    #[serde(default = "dropout")]
+    pub attention_probs_dropout_prob: f64,
+}
+
+fn dropout() -> f64 {
+    0.1
 }
 
 fn gelu() -> String {

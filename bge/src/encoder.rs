@@ -102,33 +102,52 @@ impl Encoder {
         }
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let pad = self.bert.config.pad_token_id.unwrap_or(0);
-        let device = self.bert.device();
         let mut out = vec![Vec::new(); ids.len()];
         for chunk in order.chunks(self.batch_size.max(1)) {
-            let width = ids[chunk[0]].len().max(1);
-            let mut flat = Vec::with_capacity(chunk.len() * width);
-            let mut mask = Vec::with_capacity(chunk.len() * width);
-            for &i in chunk {
-                flat.extend(ids[i].iter().map(|&t| t as i64));
-                flat.resize(flat.len() + width - ids[i].len(), pad);
-                mask.extend(std::iter::repeat_n(1i64, ids[i].len()));
-                mask.resize(mask.len() + width - ids[i].len(), 0);
-            }
-            let shape = [chunk.len() as i64, width as i64];
-            let ids_t = Tensor::from_slice(&flat).view(shape).to_device(device);
-            let mask_t = Tensor::from_slice(&mask).view(shape).to_device(device);
-            let pooled = tch::no_grad(|| -> Result<Tensor> {
-                let h = self.bert.forward(&ids_t, &mask_t)?;
-                Ok(self.head.pool(&h, &mask_t, normalize))
-            })?
-            .to_device(tch::Device::Cpu);
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+            let (ids_t, mask_t) = self.batch(&rows);
+            let pooled = tch::no_grad(|| self.embed(&ids_t, &mask_t, normalize, false))?
+                .to_device(tch::Device::Cpu);
             for (row, &i) in chunk.iter().enumerate() {
                 out[i] = Vec::<f32>::try_from(pooled.get(row as i64))
                     .map_err(|e| Error::Invalid(format!("reading an embedding: {e}")))?;
             }
         }
         Ok(out)
+    }
+
+    /// Token ids (B, T) padded to the longest row and the attention mask (B, T), on the
+    /// model's device.
+    pub fn batch(&self, rows: &[&[u32]]) -> (Tensor, Tensor) {
+        let pad = self.bert.config.pad_token_id.unwrap_or(0);
+        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+        let mut flat = Vec::with_capacity(rows.len() * width);
+        let mut mask = Vec::with_capacity(rows.len() * width);
+        for r in rows {
+            flat.extend(r.iter().map(|&t| t as i64));
+            flat.resize(flat.len() + width - r.len(), pad);
+            mask.extend(std::iter::repeat_n(1i64, r.len()));
+            mask.resize(mask.len() + width - r.len(), 0);
+        }
+        let shape = [rows.len() as i64, width as i64];
+        let device = self.bert.device();
+        (
+            Tensor::from_slice(&flat).view(shape).to_device(device),
+            Tensor::from_slice(&mask).view(shape).to_device(device),
+        )
+    }
+
+    /// Pooled f32 embeddings (B, hidden) of a batch from [`Encoder::batch`]; with `train`,
+    /// dropout is on and the result carries gradients (fine-tuning).
+    pub fn embed(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        normalize: bool,
+        train: bool,
+    ) -> Result<Tensor> {
+        let h = self.bert.forward_t(ids, None, mask, train)?;
+        Ok(self.head.pool(&h, mask, normalize))
     }
 
     /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).

@@ -10,8 +10,10 @@ pub mod bert;
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod finetune;
 pub mod m3;
 pub mod pooling;
+pub mod rerank;
 pub mod retrieval;
 pub mod serve;
 

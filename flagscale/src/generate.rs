@@ -3,6 +3,7 @@
 
 use crate::model::{KvCache, Llama};
 use crate::{Error, Result};
+use flagcore::rng::Rng;
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Debug)]
@@ -68,19 +69,6 @@ pub fn eos_ids(tokenizer: &tokenizers::Tokenizer) -> Vec<u32> {
         .iter()
         .filter_map(|t| tokenizer.token_to_id(t))
         .collect()
-}
-
-/// SplitMix64: a small seeded generator, so a seed gives the same samples on every device.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn log_softmax(logits: &[f64]) -> Vec<f64> {
@@ -212,7 +200,7 @@ impl<'a> Row<'a> {
     fn new(p: &'a SamplingParams, on_text: &'a mut dyn FnMut(&str) -> bool) -> Self {
         let mut row = Row {
             p,
-            rng: Rng(p.seed),
+            rng: Rng::new(p.seed),
             out: Generation {
                 tokens: vec![],
                 text: String::new(),
@@ -442,7 +430,7 @@ mod tests {
     #[test]
     fn sampling_rules() {
         let logits = [1.0, 3.0, 2.0, 3.0];
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         let greedy = SamplingParams::default();
         assert_eq!(
             pick(&logits, &greedy, &mut rng),
@@ -471,7 +459,7 @@ mod tests {
         }
         // Softmax of (1, 3, 2, 3): 0.0466, 0.3445, 0.1268, 0.3445.
         assert!((seen[2] as f64 / 4000.0 - 0.1268).abs() < 0.02, "{seen:?}");
-        let (mut a, mut b) = (Rng(9), Rng(9));
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
         assert!((0..20).all(|_| pick(&logits, &free, &mut a) == pick(&logits, &free, &mut b)));
     }
 }

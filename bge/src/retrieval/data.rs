@@ -50,18 +50,10 @@ fn field(path: &Path, line: usize, v: &Value, name: &str) -> Result<String> {
 impl Dataset {
     /// Reads FlagEmbedding's three files from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let mut d = Dataset::default();
-        let p = dir.join("corpus.jsonl");
-        for (n, v) in lines(&p)? {
-            let title = v["title"].as_str().unwrap_or("").trim().to_string();
-            let text = field(&p, n, &v, "text")?;
-            let full = if title.is_empty() {
-                text
-            } else {
-                format!("{title} {text}")
-            };
-            d.corpus.push((field(&p, n, &v, "id")?, full));
-        }
+        let mut d = Dataset {
+            corpus: Self::load_corpus(&dir.join("corpus.jsonl"), true)?,
+            ..Default::default()
+        };
         let p = dir.join("queries.jsonl");
         for (n, v) in lines(&p)? {
             d.queries
@@ -76,6 +68,29 @@ impl Dataset {
                 .insert(field(&p, n, &v, "docid")?, rel);
         }
         Ok(d)
+    }
+
+    /// (id, text) of a corpus file: JSON lines with `text`, an optional `title` (joined before
+    /// the text) and an `id`, which only `need_id` requires (a line number stands in).
+    pub fn load_corpus(p: &Path, need_id: bool) -> Result<Vec<(String, String)>> {
+        lines(p)?
+            .into_iter()
+            .map(|(n, v)| {
+                let title = v["title"].as_str().unwrap_or("").trim().to_string();
+                let text = field(p, n, &v, "text")?;
+                let full = if title.is_empty() {
+                    text
+                } else {
+                    format!("{title} {text}")
+                };
+                let id = match field(p, n, &v, "id") {
+                    Err(e) if need_id => return Err(e),
+                    Err(_) => n.to_string(),
+                    Ok(id) => id,
+                };
+                Ok((id, full))
+            })
+            .collect()
     }
 
     /// Writes the three files into `dir` (created).
@@ -147,6 +162,79 @@ impl Dataset {
             queries,
             qrels,
         }
+    }
+
+    /// Splits by document: every `every`-th document (the last of each run of `every`) is
+    /// held out with the queries judged on it. Returns (train: the other documents and the
+    /// queries whose relevant documents are all among them; held-out: every document, so
+    /// retrieval stays as hard, and the held-out queries).
+    pub fn split(&self, every: usize) -> (Dataset, Dataset) {
+        let every = every.max(2);
+        let held: std::collections::HashSet<&String> = self
+            .corpus
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % every == every - 1)
+            .map(|(_, (id, _))| id)
+            .collect();
+        let pick = |want_held: bool| -> Vec<(String, String)> {
+            self.queries
+                .iter()
+                .filter(|(q, _)| {
+                    self.qrels.get(q).is_some_and(|r| {
+                        let relevant: Vec<&String> =
+                            r.iter().filter(|(_, &v)| v > 0).map(|(d, _)| d).collect();
+                        !relevant.is_empty()
+                            && relevant.iter().all(|d| held.contains(d) == want_held)
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        let with = |corpus: Vec<(String, String)>, queries: Vec<(String, String)>| {
+            let qrels = queries
+                .iter()
+                .filter_map(|(q, _)| Some((q.clone(), self.qrels.get(q)?.clone())))
+                .collect();
+            Dataset {
+                corpus,
+                queries,
+                qrels,
+            }
+        };
+        let train_docs = self
+            .corpus
+            .iter()
+            .filter(|(id, _)| !held.contains(id))
+            .cloned()
+            .collect();
+        (
+            with(train_docs, pick(false)),
+            with(self.corpus.clone(), pick(true)),
+        )
+    }
+
+    /// Fine-tuning examples: each query with its relevant documents as positives.
+    pub fn examples(&self) -> Vec<crate::finetune::data::Example> {
+        let text: HashMap<&String, &String> = self.corpus.iter().map(|(i, t)| (i, t)).collect();
+        self.queries
+            .iter()
+            .filter_map(|(q, query)| {
+                let mut pos: Vec<(&String, &String)> = self
+                    .qrels
+                    .get(q)?
+                    .iter()
+                    .filter(|(_, &r)| r > 0)
+                    .filter_map(|(d, _)| Some((d, *text.get(d)?)))
+                    .collect();
+                pos.sort();
+                (!pos.is_empty()).then(|| crate::finetune::data::Example {
+                    query: query.clone(),
+                    pos: pos.into_iter().map(|(_, t)| t.clone()).collect(),
+                    neg: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     /// BIG-bench `disfl_qa` (`task.json`): inputs are "question \ncontext: paragraph".

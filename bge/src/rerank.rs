@@ -1,0 +1,174 @@
+//! Cross-encoder rerankers: a (query, passage) pair in one sequence through the encoder, a
+//! classification head on the first token, one logit per pair (sigmoid optional, as
+//! FlagEmbedding's `normalize`). The heads of transformers' `XLMRobertaForSequenceClassification`
+//! (bge-reranker-base/-large/-v2-m3: dense → tanh → out_proj) and
+//! `BertForSequenceClassification` (pooler dense → tanh → classifier) are read by name.
+
+use crate::bert::{load_tensors, Bert};
+use crate::config::BertConfig;
+use crate::error::read_json;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+#[derive(Debug)]
+struct Dense {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Dense {
+    fn take(t: &mut HashMap<String, Tensor>, name: &str) -> Option<Dense> {
+        let w = t.remove(&format!("{name}.weight"))?;
+        let b = t.remove(&format!("{name}.bias"))?;
+        Some(Dense { w, b })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, Some(&self.b))
+    }
+}
+
+#[derive(Debug)]
+pub struct Reranker {
+    pub bert: Bert,
+    /// First-token state → hidden (tanh after it).
+    dense: Dense,
+    /// Hidden → logits; the first logit is the score.
+    out: Dense,
+    pub tokenizer: tokenizers::Tokenizer,
+    /// Tokens per pair, special tokens included (longest-first truncation).
+    pub max_length: usize,
+    pub batch_size: usize,
+}
+
+impl Reranker {
+    /// Loads a transformers sequence-classification folder (config.json, model.safetensors,
+    /// tokenizer.json); pairs are cut to `max_length` tokens (FlagEmbedding's default 512).
+    pub fn load(dir: &Path, max_length: usize, kind: Kind, device: tch::Device) -> Result<Self> {
+        let config: BertConfig = read_json(&dir.join("config.json"))?;
+        let weights = dir.join("model.safetensors");
+        let (bert, dense, out) = Self::from_tensors(load_tensors(&weights, kind, device)?, config)
+            .map_err(|e| Error::File {
+                path: weights,
+                message: e.to_string(),
+            })?;
+        let max_length = max_length.min(bert.max_tokens());
+        let tok_path = dir.join("tokenizer.json");
+        let fail = |m: String| Error::File {
+            path: tok_path.clone(),
+            message: m,
+        };
+        let mut tokenizer =
+            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| fail(e.to_string()))?;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| fail(e.to_string()))?;
+        tokenizer.with_padding(None);
+        Ok(Reranker {
+            bert,
+            dense,
+            out,
+            tokenizer,
+            max_length,
+            batch_size: 32,
+        })
+    }
+
+    fn from_tensors(
+        mut t: HashMap<String, Tensor>,
+        config: BertConfig,
+    ) -> Result<(Bert, Dense, Dense)> {
+        let roberta =
+            Dense::take(&mut t, "classifier.dense").zip(Dense::take(&mut t, "classifier.out_proj"));
+        let (dense, out) = match roberta {
+            Some(h) => h,
+            None => {
+                let pooler = Dense::take(&mut t, "bert.pooler.dense")
+                    .or_else(|| Dense::take(&mut t, "pooler.dense"));
+                pooler
+                    .zip(Dense::take(&mut t, "classifier"))
+                    .ok_or_else(|| {
+                        Error::Weights(
+                            "no classification head (classifier.dense + classifier.out_proj, or \
+                         pooler.dense + classifier)"
+                                .into(),
+                        )
+                    })?
+            }
+        };
+        let h = config.hidden_size as i64;
+        if dense.w.size() != [h, h] || out.w.size().len() != 2 || out.w.size()[1] != h {
+            return Err(Error::Weights(format!(
+                "classification head shapes {:?} and {:?} do not fit hidden size {h}",
+                dense.w.size(),
+                out.w.size()
+            )));
+        }
+        Ok((Bert::from_tensors(t, config)?, dense, out))
+    }
+
+    /// One logit per row of a batch: ids, token types and mask (B, T).
+    pub fn logits(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let h = self.bert.forward_t(ids, Some(types), mask, false)?;
+        let first = h.select(1, 0);
+        Ok(self
+            .out
+            .forward(&self.dense.forward(&first).tanh())
+            .select(1, 0)
+            .to_kind(Kind::Float))
+    }
+
+    /// A score per (query, passage) pair, in the pairs' order; `sigmoid` maps logits to (0, 1).
+    pub fn score<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        sigmoid: bool,
+    ) -> Result<Vec<f32>> {
+        let enc: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|(q, p)| {
+                self.tokenizer
+                    .encode((q.as_ref(), p.as_ref()), true)
+                    .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+                    .map_err(|e| Error::Invalid(format!("tokenizing a pair: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..enc.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].0.len()));
+        let pad = self.bert.config.pad_token_id.unwrap_or(0);
+        // Models with one token type (XLM-R) see every token as type 0, as their tokenizers
+        // say; a BERT-style tokenizer's second segment must not index past it.
+        let typed = self.bert.config.type_vocab_size > 1;
+        let device = self.bert.device();
+        let mut out = vec![0f32; enc.len()];
+        for chunk in order.chunks(self.batch_size.max(1)) {
+            let width = enc[chunk[0]].0.len().max(1);
+            let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+            for &i in chunk {
+                let (row, ty) = &enc[i];
+                let fill = width - row.len();
+                ids.extend(row.iter().map(|&t| t as i64));
+                ids.extend(std::iter::repeat_n(pad, fill));
+                types.extend(ty.iter().map(|&t| if typed { t as i64 } else { 0 }));
+                types.extend(std::iter::repeat_n(0, fill));
+                mask.extend(std::iter::repeat_n(1i64, row.len()));
+                mask.extend(std::iter::repeat_n(0, fill));
+            }
+            let shape = [chunk.len() as i64, width as i64];
+            let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
+            let logits = tch::no_grad(|| self.logits(&t(&ids), &t(&types), &t(&mask)))?;
+            let logits = if sigmoid { logits.sigmoid() } else { logits };
+            let v = Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
+                .map_err(|e| Error::Invalid(format!("reading scores: {e}")))?;
+            for (&i, s) in chunk.iter().zip(v) {
+                out[i] = s;
+            }
+        }
+        Ok(out)
+    }
+}

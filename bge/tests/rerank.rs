@@ -1,0 +1,84 @@
+//! Cross-encoder scores equal transformers' on random-weight XLM-R and BERT sequence
+//! classifiers (scripts/rerank_reference.py) within 1e-5, with the same pair token ids and
+//! types, sigmoid as FlagEmbedding's `normalize`, padded batches included. Runs where
+//! `cargo xtask test` set FLAGOPEN_PYCHECK and the pinned MiniLM asset (its tokenizer) is
+//! cached.
+
+use bge::rerank::Reranker;
+
+mod common;
+
+#[test]
+fn reranker_scores_match_transformers() {
+    let Ok(pycheck) = std::env::var("FLAGOPEN_PYCHECK") else {
+        eprintln!("skipped: FLAGOPEN_PYCHECK not set (cargo xtask test sets it)");
+        return;
+    };
+    let Some(minilm) = common::minilm() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    common::run_script(
+        "rerank_reference.py",
+        &[tmp.path().as_os_str(), minilm.as_os_str()],
+        &pycheck,
+        tmp.path(),
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
+    let max_length = r["max_length"].as_u64().unwrap() as usize;
+    let pairs: Vec<(String, String)> = r["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().into(), p[1].as_str().unwrap().into()))
+        .collect();
+    for name in ["xlmr", "bert"] {
+        let mut rr = Reranker::load(
+            &tmp.path().join(name),
+            max_length,
+            tch::Kind::Float,
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        for (pair, want) in pairs.iter().zip(r[name].as_array().unwrap()) {
+            let e = rr
+                .tokenizer
+                .encode((pair.0.as_str(), pair.1.as_str()), true)
+                .unwrap();
+            let ids: Vec<u64> = e.get_ids().iter().map(|&i| i as u64).collect();
+            let types: Vec<u64> = e.get_type_ids().iter().map(|&i| i as u64).collect();
+            let want_ids: Vec<u64> = want["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            let want_types: Vec<u64> = want["types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(ids, want_ids, "{name}: ids of {pair:?}");
+            assert_eq!(types, want_types, "{name}: types of {pair:?}");
+        }
+        let want: Vec<f64> = r[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["logit"].as_f64().unwrap())
+            .collect();
+        // One padded batch of all pairs, then one pair per batch: both equal the reference.
+        for batch in [32, 1] {
+            rr.batch_size = batch;
+            let got = rr.score(&pairs, false).unwrap();
+            let sig = rr.score(&pairs, true).unwrap();
+            for ((g, s), w) in got.iter().zip(&sig).zip(&want) {
+                assert!((*g as f64 - w).abs() < 1e-5, "{name} logit {g} vs {w}");
+                let ws = 1.0 / (1.0 + (-w).exp());
+                assert!((*s as f64 - ws).abs() < 1e-6, "{name} sigmoid {s} vs {ws}");
+            }
+        }
+    }
+}
