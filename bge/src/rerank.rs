@@ -123,6 +123,20 @@ impl Reranker {
             .to_kind(Kind::Float))
     }
 
+    /// Token ids and types of a (query, passage) pair, cut to `max_length` (longest first),
+    /// and whether the cut removed anything.
+    pub fn tokenize_pair(&self, query: &str, passage: &str) -> Result<(Vec<u32>, Vec<u32>, bool)> {
+        let e = self
+            .tokenizer
+            .encode((query, passage), true)
+            .map_err(|e| Error::Invalid(format!("tokenizing a pair: {e}")))?;
+        Ok((
+            e.get_ids().to_vec(),
+            e.get_type_ids().to_vec(),
+            !e.get_overflowing().is_empty(),
+        ))
+    }
+
     /// A score per (query, passage) pair, in the pairs' order; `sigmoid` maps logits to (0, 1).
     pub fn score<Q: AsRef<str>, P: AsRef<str>>(
         &self,
@@ -132,12 +146,24 @@ impl Reranker {
         let enc: Vec<(Vec<u32>, Vec<u32>)> = pairs
             .iter()
             .map(|(q, p)| {
-                self.tokenizer
-                    .encode((q.as_ref(), p.as_ref()), true)
-                    .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-                    .map_err(|e| Error::Invalid(format!("tokenizing a pair: {e}")))
+                self.tokenize_pair(q.as_ref(), p.as_ref())
+                    .map(|(i, t, _)| (i, t))
             })
             .collect::<Result<_>>()?;
+        self.score_ids(&enc, sigmoid)
+    }
+
+    /// [`Reranker::score`] of tokenised pairs (ids, token types).
+    pub fn score_ids(&self, enc: &[(Vec<u32>, Vec<u32>)], sigmoid: bool) -> Result<Vec<f32>> {
+        if enc
+            .iter()
+            .any(|(i, t)| i.is_empty() || i.len() != t.len() || i.len() > self.max_length)
+        {
+            return Err(Error::Invalid(format!(
+                "every pair needs 1 to {} tokens, with a type per token",
+                self.max_length
+            )));
+        }
         let mut order: Vec<usize> = (0..enc.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(enc[i].0.len()));
         let pad = self.bert.config.pad_token_id.unwrap_or(0);

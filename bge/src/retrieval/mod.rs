@@ -3,6 +3,7 @@
 //! layout (`data.rs`).
 
 pub mod data;
+pub mod index;
 pub mod metrics;
 
 use crate::{Error, Result};

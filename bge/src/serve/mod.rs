@@ -1,21 +1,27 @@
-//! `bge serve`: a text-embeddings-inference-compatible HTTP API — `/embed`,
+//! `bge serve`: a text-embeddings-inference-compatible HTTP API — `/embed`, `/embed_all`,
+//! `/embed_sparse` and `/embed_colbert` (bge-m3's heads), `/rerank` (cross-encoders),
 //! `/v1/embeddings` (OpenAI's layout), `/tokenize`, `/info`, `/health`, Prometheus
-//! `/metrics` — split as TEI is: this router validates and tokenises, the backend thread
-//! (`backend.rs`) batches requests by a token budget and runs the model. Errors are JSON
-//! (`{"error", "error_type"}`): 413 for too many or too long inputs (unless truncation is
-//! asked for), 422 for malformed bodies, 401 without the API key when one is set.
+//! `/metrics` — split as TEI is: the router (`api.rs`) validates and tokenises, the backend
+//! thread (`backend.rs`) batches requests by a token budget and runs the model. Errors are
+//! JSON (`{"error", "error_type"}`): 413 for too many or too long inputs (unless truncation
+//! is asked for), 422 for malformed bodies, 401 without the API key when one is set.
 
-mod backend;
+mod api;
+pub mod backend;
+mod metrics;
 
-use crate::Encoder;
+pub use backend::Model;
+
+use crate::{Encoder, Error};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -46,22 +52,24 @@ impl Default for Options {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    inputs: AtomicU64,
-    tokens: AtomicU64,
-    errors: AtomicU64,
+/// What the router knows of the model it fronts.
+#[derive(Debug)]
+enum Kind {
+    Embedding {
+        pooling: &'static str,
+        dim: i64,
+        m3: bool,
+    },
+    Reranker,
 }
 
 struct AppState {
     opts: Options,
     tokenizer: tokenizers::Tokenizer,
     max_length: usize,
-    pooling: &'static str,
-    dim: i64,
+    kind: Kind,
     queue: std::sync::mpsc::Sender<backend::Job>,
-    counters: Counters,
+    metrics: Arc<metrics::Metrics>,
 }
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
@@ -85,7 +93,7 @@ type Reply = Result<Response, ApiError>;
 
 impl AppState {
     fn fail(&self, status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
-        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         ApiError(status, kind, message.into())
     }
 
@@ -172,182 +180,156 @@ impl AppState {
         Ok(out)
     }
 
-    async fn embed_ids(
+    /// Sends tokenised inputs to the backend and waits for the output.
+    async fn run(
         &self,
+        task: backend::Task,
         ids: Vec<Vec<u32>>,
-        normalize: bool,
-    ) -> Result<Vec<Vec<f32>>, ApiError> {
+        types: Vec<Vec<u32>>,
+    ) -> Result<backend::Output, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tokens: usize = ids.iter().map(Vec::len).sum();
         let n = ids.len() as u64;
+        let gone = || {
+            self.fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Backend",
+                "the model thread is gone",
+            )
+        };
         self.queue
             .send(backend::Job {
+                task,
                 ids,
-                normalize,
+                types,
                 reply: tx,
             })
-            .map_err(|_| {
-                self.fail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Backend",
-                    "the model thread is gone",
-                )
-            })?;
+            .map_err(|_| gone())?;
         let out = rx
             .await
-            .map_err(|_| {
-                self.fail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Backend",
-                    "the model thread is gone",
-                )
-            })?
+            .map_err(|_| gone())?
             .map_err(|e| self.fail(StatusCode::INTERNAL_SERVER_ERROR, "Backend", e))?;
-        self.counters.inputs.fetch_add(n, Ordering::Relaxed);
-        self.counters
+        self.metrics.inputs.fetch_add(n, Ordering::Relaxed);
+        self.metrics
             .tokens
             .fetch_add(tokens as u64, Ordering::Relaxed);
         Ok(out)
     }
-}
 
-async fn embed(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let r: Reply = async {
-        s.counters.requests.fetch_add(1, Ordering::Relaxed);
-        s.authorise(&headers)?;
-        let v = s.parse(&body)?;
-        let texts = s.inputs(&v, "inputs")?;
-        let normalize = v["normalize"].as_bool().unwrap_or(true);
-        let truncate = v["truncate"].as_bool().unwrap_or(false);
-        let ids = s.tokenize(&texts, truncate)?;
-        Ok(Json(s.embed_ids(ids, normalize).await?).into_response())
-    }
-    .await;
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn openai(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let r: Reply = async {
-        s.counters.requests.fetch_add(1, Ordering::Relaxed);
-        s.authorise(&headers)?;
-        let v = s.parse(&body)?;
-        let texts = s.inputs(&v, "input")?;
-        let ids = s.tokenize(&texts, true)?;
-        let tokens: usize = ids.iter().map(Vec::len).sum();
-        let emb = s.embed_ids(ids, true).await?;
-        let data: Vec<Value> = emb
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| json!({"object": "embedding", "embedding": e, "index": i}))
-            .collect();
-        Ok(Json(
-            json!({"object": "list", "data": data, "model": s.opts.model_id,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-        )
-        .into_response())
-    }
-    .await;
-    r.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn tokenize(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let r: Reply = async {
-        s.authorise(&headers)?;
-        let v = s.parse(&body)?;
-        let texts = s.inputs(&v, "inputs")?;
-        let special = v["add_special_tokens"].as_bool().unwrap_or(true);
-        let mut out = Vec::new();
-        for t in &texts {
-            let e = s.tokenizer.encode(t.as_str(), special).map_err(|e| {
-                s.fail(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string())
-            })?;
-            let toks: Vec<Value> = (0..e.len())
-                .map(|i| {
-                    let (a, b) = e.get_offsets()[i];
-                    json!({"id": e.get_ids()[i], "text": e.get_tokens()[i],
-                        "special": e.get_special_tokens_mask()[i] == 1,
-                        "start": a, "stop": b})
-                })
-                .collect();
-            out.push(Value::Array(toks));
+    /// Refuses a route the model does not serve (404, as TEI answers).
+    fn require(&self, ok: bool, what: &str) -> Result<(), ApiError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.fail(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("this model does not serve {what}"),
+            ))
         }
-        Ok(Json(out).into_response())
     }
-    .await;
-    r.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn info(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = s.authorise(&headers) {
-        return r.into_response();
+impl From<Encoder> for Model {
+    fn from(encoder: Encoder) -> Self {
+        Model::Embed { encoder, m3: None }
     }
-    Json(json!({
-        "model_id": s.opts.model_id,
-        "model_type": {"embedding": {"pooling": s.pooling}},
-        "embedding_dimension": s.dim,
-        "max_input_length": s.max_length,
-        "max_batch_tokens": s.opts.max_batch_tokens,
-        "max_client_batch_size": s.opts.max_client_batch_size,
-        "auto_truncate": s.opts.auto_truncate,
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
-    .into_response()
 }
 
-async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = s.authorise(&headers) {
-        return r.into_response();
+impl From<crate::rerank::Reranker> for Model {
+    fn from(r: crate::rerank::Reranker) -> Self {
+        Model::Rerank(r)
     }
-    let c = &s.counters;
-    let mut text = String::new();
-    for (name, help, v) in [
-        (
-            "bge_requests_total",
-            "Embedding requests received.",
-            &c.requests,
-        ),
-        ("bge_inputs_total", "Texts embedded.", &c.inputs),
-        ("bge_tokens_total", "Tokens embedded.", &c.tokens),
-        (
-            "bge_errors_total",
-            "Requests answered with an error.",
-            &c.errors,
-        ),
-    ] {
-        text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-            v.load(Ordering::Relaxed)
-        ));
-    }
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// The router for `encoder`; the model moves to its backend thread.
-pub fn router(encoder: Encoder, opts: Options) -> axum::Router {
-    let tokenizer = encoder.tokenizer.clone();
-    let max_length = encoder.max_length;
-    let pooling = match encoder.head.pooling {
-        crate::pooling::Pooling::Cls => "cls",
-        crate::pooling::Pooling::Mean => "mean",
+/// Loads what a folder holds: a cross-encoder when config.json names a
+/// `…ForSequenceClassification` architecture (pairs cut to `max_length`), else an embedding
+/// model, with bge-m3's heads when `sparse_linear.safetensors` is beside it.
+pub fn load_model(
+    dir: &Path,
+    max_length: usize,
+    kind: tch::Kind,
+    device: tch::Device,
+) -> crate::Result<Model> {
+    let config: Value = crate::error::read_json(&dir.join("config.json"))?;
+    let classifier = config["architectures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| {
+            a.as_str()
+                .is_some_and(|a| a.ends_with("ForSequenceClassification"))
+        });
+    if classifier {
+        return Ok(Model::Rerank(crate::rerank::Reranker::load(
+            dir, max_length, kind, device,
+        )?));
+    }
+    let encoder = Encoder::load(dir, kind, device)?;
+    let m3 = if dir.join("sparse_linear.safetensors").is_file() {
+        // Special tokens (CLS, EOS, PAD, UNK) never carry lexical weight.
+        let special: Vec<u32> = encoder
+            .tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
+        if special.is_empty() {
+            return Err(Error::File {
+                path: dir.join("tokenizer.json"),
+                message: "no special tokens to exclude from lexical weights".into(),
+            });
+        }
+        Some(crate::m3::M3::load(dir, special, kind, device)?)
+    } else {
+        None
     };
-    let dim = encoder.bert.config.hidden_size as i64;
+    Ok(Model::Embed { encoder, m3 })
+}
+
+/// The router for `model`, which moves to its backend thread.
+pub fn router(model: impl Into<Model>, opts: Options) -> axum::Router {
+    let model = model.into();
+    let (tokenizer, max_length, kind) = match &model {
+        Model::Embed { encoder, m3 } => (
+            encoder.tokenizer.clone(),
+            encoder.max_length,
+            Kind::Embedding {
+                pooling: match encoder.head.pooling {
+                    crate::pooling::Pooling::Cls => "cls",
+                    crate::pooling::Pooling::Mean => "mean",
+                },
+                dim: encoder.bert.config.hidden_size as i64,
+                m3: m3.is_some(),
+            },
+        ),
+        Model::Rerank(r) => (r.tokenizer.clone(), r.max_length, Kind::Reranker),
+    };
     let limit = opts.payload_limit;
-    let queue = backend::spawn(encoder, opts.max_batch_tokens);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let seen = metrics.clone();
+    let queue = backend::spawn(model, opts.max_batch_tokens, move |n| {
+        seen.batch_size.observe(n as f64)
+    });
     let state = Arc::new(AppState {
         opts,
         tokenizer,
         max_length,
-        pooling,
-        dim,
+        kind,
         queue,
-        counters: Counters::default(),
+        metrics,
     });
     axum::Router::new()
-        .route("/embed", post(embed))
-        .route("/v1/embeddings", post(openai))
-        .route("/tokenize", post(tokenize))
-        .route("/info", get(info))
-        .route("/metrics", get(metrics))
+        .route("/embed", post(api::embed))
+        .route("/embed_all", post(api::embed_all))
+        .route("/embed_sparse", post(api::embed_sparse))
+        .route("/embed_colbert", post(api::embed_colbert))
+        .route("/rerank", post(api::rerank))
+        .route("/v1/embeddings", post(api::openai))
+        .route("/tokenize", post(api::tokenize))
+        .route("/info", get(api::info))
+        .route("/metrics", get(api::metrics))
         .route("/health", get(|| async { "ok" }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFound", "no such route") })
         .layer(DefaultBodyLimit::max(limit))

@@ -64,3 +64,31 @@ pub fn minilm() -> Option<std::path::PathBuf> {
     }
     dir
 }
+
+/// POSTs a JSON body (with a bearer key if given): (status, JSON answer or null).
+pub fn post(url: &str, body: &str, key: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = ureq::post(url).set("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.set("Authorization", &format!("Bearer {k}"));
+    }
+    match req.send_string(body) {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(c, r)) => (c, r.into_json().unwrap_or(serde_json::Value::Null)),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+/// Serves `model` on an ephemeral loopback port of `rt`; returns the base URL.
+pub fn serve(
+    rt: &tokio::runtime::Runtime,
+    model: impl Into<bge::serve::Model>,
+    opts: bge::serve::Options,
+) -> String {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = bge::serve::router(model, opts);
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod load_test;
+mod retrieve;
 mod train;
 
 #[derive(Parser, Debug)]
@@ -76,6 +77,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Embed a corpus.jsonl into an on-disk index (memory-mapped f32 or f16 rows).
+    Index(retrieve::IndexArgs),
+    /// Query an index exactly or through HNSW (with --recall against exact).
+    Search(retrieve::SearchArgs),
+    /// Score (query, passage) pairs with a cross-encoder and sort each query's passages.
+    Rerank(retrieve::RerankArgs),
     /// Split a retrieval set by document into a training part and a held-out part.
     Split(train::SplitArgs),
     /// Sample hard negatives for JSONL training examples from a model's own rankings.
@@ -102,6 +109,8 @@ enum Command {
         /// Require `Authorization: Bearer KEY`.
         #[arg(long, env = "BGE_API_KEY")]
         api_key: Option<String>,
+        #[arg(long, env = "BGE_DTYPE", value_enum, default_value_t = Dtype::F32)]
+        dtype: Dtype,
     },
 }
 
@@ -115,6 +124,24 @@ fn main() -> std::process::ExitCode {
     )
 }
 
+/// Weights' dtype (bf16 runs on AMX / tensor cores; scores move by ~1e-3).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Dtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::F32 => tch::Kind::Float,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+            Dtype::F16 => tch::Kind::Half,
+        }
+    }
+}
+
 fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encoder> {
     let mut enc = bge::Encoder::load(model, tch::Kind::Float, tch::Device::Cpu)
         .with_context(|| format!("loading --model {}", model.display()))?;
@@ -124,6 +151,9 @@ fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encod
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Index(a) => retrieve::index(a)?,
+        Command::Search(a) => retrieve::search(a)?,
+        Command::Rerank(a) => retrieve::rerank(a)?,
         Command::Split(a) => train::split(a)?,
         Command::MineNegatives(a) => train::mine_negatives(a)?,
         Command::Finetune(a) => train::finetune(a)?,
@@ -147,8 +177,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             payload_limit,
             auto_truncate,
             api_key,
+            dtype,
         } => {
-            let enc = load(&model, 32)?;
+            let served = bge::serve::load_model(&model, 512, dtype.kind(), tch::Device::Cpu)
+                .with_context(|| format!("loading --model {}", model.display()))?;
             let opts = bge::serve::Options {
                 model_id: model.display().to_string(),
                 max_batch_tokens,
@@ -164,7 +196,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding {addr}"))?;
                 eprintln!("serving {} on http://{addr}", model.display());
-                axum::serve(listener, bge::serve::router(enc, opts))
+                axum::serve(listener, bge::serve::router(served, opts))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
