@@ -14,8 +14,10 @@ pub mod finetune;
 pub mod m3;
 pub mod pooling;
 pub mod rerank;
+pub mod results;
 pub mod retrieval;
 pub mod serve;
+pub mod sts;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
 //! Retrieval end to end on real data: BIG-bench's disfl_qa (pinned bigbench sdist) as a
 //! FlagEmbedding-layout set — written and read back unchanged — and MiniLM retrieving each
 //! question's paragraph among 150 (a subset, to keep the test short; the full set is
-//! `bge eval --disfl-qa`). Runs where both assets are cached.
+//! `bge eval --disfl-qa`), and its split by paragraph for fine-tuning. Runs where both assets
+//! are cached.
 
 use bge::retrieval::data::Dataset;
 
@@ -26,6 +27,30 @@ fn minilm_retrieves_disfl_qa_paragraphs() {
     assert_eq!(back.corpus, set.corpus);
     assert_eq!(back.queries, set.queries);
     assert_eq!(back.qrels, set.qrels);
+
+    assert_eq!(back.hash(), set.hash());
+    // Split by document: held-out queries are judged only on held-out paragraphs, which the
+    // training part never contains; the held-out part keeps the whole corpus.
+    let (train, test) = full.split(5);
+    assert_eq!(test.corpus.len(), 1204);
+    assert_eq!(train.corpus.len(), 1204 - 1204 / 5);
+    assert_eq!(train.queries.len() + test.queries.len(), 8000);
+    let train_docs: std::collections::HashSet<&String> =
+        train.corpus.iter().map(|d| &d.0).collect();
+    for (q, _) in &test.queries {
+        assert!(test.qrels[q].keys().all(|d| !train_docs.contains(d)));
+    }
+    let examples = train.examples();
+    assert_eq!(examples.len(), train.queries.len());
+    let text: std::collections::HashMap<&String, &String> =
+        train.corpus.iter().map(|(i, t)| (i, t)).collect();
+    let (qid, first) = &train.queries[0];
+    assert_eq!(&examples[0].query, first);
+    assert_eq!(
+        examples[0].pos,
+        [text[train.qrels[qid].keys().next().unwrap()].clone()]
+    );
+    assert_ne!(train.hash(), test.hash());
 
     let enc =
         bge::Encoder::load(&minilm.join("model"), tch::Kind::Float, tch::Device::Cpu).unwrap();

@@ -131,6 +131,25 @@ impl Dataset {
         write("qrels.jsonl", qrels)
     }
 
+    /// sha256 of the set's content (documents, queries and judgements, in a fixed order):
+    /// two evaluations compare only when their sets hash alike.
+    pub fn hash(&self) -> String {
+        let mut text = String::new();
+        for (id, t) in &self.corpus {
+            text.push_str(&format!("d\t{id}\t{t}\n"));
+        }
+        for (id, t) in &self.queries {
+            text.push_str(&format!("q\t{id}\t{t}\n"));
+            let mut judged: Vec<(&String, &i64)> =
+                self.qrels.get(id).into_iter().flatten().collect();
+            judged.sort();
+            for (d, r) in judged {
+                text.push_str(&format!("r\t{id}\t{d}\t{r}\n"));
+            }
+        }
+        flagcore::fsutil::sha256_bytes(text.as_bytes())
+    }
+
     /// Keeps the first `n` queries (and their judgements).
     pub fn limit_queries(&mut self, n: usize) {
         self.queries.truncate(n);

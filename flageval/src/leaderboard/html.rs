@@ -1,9 +1,9 @@
 //! The leaderboard as one self-contained HTML page: no external scripts, styles or fonts.
-//! A table per board (base, chat) with a column per capability and per task, sortable by
+//! A table per board (base, chat, then any other) with a column per capability and per task, sortable by
 //! clicking a header; each row's title carries the model's provenance and its task hashes;
 //! an SVG bar chart of the averages; the board's JSON embedded for scripts.
 
-use super::{Board, Entry};
+use super::{Board, Column, Entry};
 use std::fmt::Write;
 
 fn esc(s: &str) -> String {
@@ -37,7 +37,7 @@ fn cell(value: Option<f64>, extra: &str, title: &str) -> String {
     }
 }
 
-fn row(board: &Board, e: &Entry) -> String {
+fn row(caps: &[&String], cols: &[&Column], e: &Entry) -> String {
     let mut tip = format!("{}\n", e.id);
     if let Some(p) = e.provenance.as_object() {
         for (k, v) in p.iter().filter(|(_, v)| !v.is_null()) {
@@ -59,10 +59,10 @@ fn row(board: &Board, e: &Entry) -> String {
         esc(&e.model)
     );
     r.push_str(&cell(e.average, "", "mean of comparable scores"));
-    for c in &board.capabilities {
-        r.push_str(&cell(e.capabilities.get(c).copied(), "", c));
+    for c in caps {
+        r.push_str(&cell(e.capabilities.get(*c).copied(), "", c));
     }
-    for col in &board.columns {
+    for col in cols {
         match e.tasks.get(&col.task) {
             Some(s) => {
                 let se = s.stderr.map(|x| format!(" ± {x:.4}")).unwrap_or_default();
@@ -126,16 +126,31 @@ fn table(board: &Board, name: &str) -> String {
     if entries.is_empty() {
         return String::new();
     }
+    // Only what this board's rows have: an embedding board shows no LLM task columns.
+    let cols: Vec<&Column> = board
+        .columns
+        .iter()
+        .filter(|c| entries.iter().any(|e| e.tasks.contains_key(&c.task)))
+        .collect();
+    let caps: Vec<&String> = board
+        .capabilities
+        .iter()
+        .filter(|c| entries.iter().any(|e| e.capabilities.contains_key(*c)))
+        .collect();
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let mut h = format!(
-        "<section><h2>{} models</h2>{}<table class=\"board\" id=\"board-{name}\"><thead><tr>\
+        "<section><h2>{} models</h2>{}<table class=\"board\" id=\"board-{id}\"><thead><tr>\
          <th data-type=\"text\">Model</th><th>Average</th>",
         esc(name),
         chart(&entries)
     );
-    for c in &board.capabilities {
+    for c in &caps {
         let _ = write!(h, "<th class=\"capability\">{}</th>", esc(c));
     }
-    for col in &board.columns {
+    for col in &cols {
         let arrow = if col.higher_is_better { "↑" } else { "↓" };
         let _ = write!(
             h,
@@ -148,7 +163,7 @@ fn table(board: &Board, name: &str) -> String {
     }
     h.push_str("</tr></thead><tbody>\n");
     for e in entries {
-        h.push_str(&row(board, e));
+        h.push_str(&row(&caps, &cols, e));
     }
     h.push_str("</tbody></table></section>\n");
     h
@@ -205,7 +220,18 @@ pub fn render(board: &Board, title: &str) -> String {
         esc(title),
         esc(title)
     );
-    for name in ["base", "chat"] {
+    // base and chat first, then any other board (embedding models, …) by name.
+    let mut names: Vec<&str> = vec!["base", "chat"];
+    let mut others: Vec<&str> = board
+        .entries
+        .iter()
+        .map(|e| e.board.as_str())
+        .filter(|b| !names.contains(b))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    names.extend(others);
+    for name in names {
         h.push_str(&table(board, name));
     }
     let _ = writeln!(

@@ -7,6 +7,7 @@ use bge::retrieval::data::Dataset;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+mod bench;
 mod load_test;
 mod retrieve;
 mod train;
@@ -60,6 +61,26 @@ enum Command {
         query_instruction: String,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+        /// The task's name on the leaderboard (default: the data's name + `_retrieval`).
+        #[arg(long)]
+        task: Option<String>,
+        /// A results.json in flageval's leaderboard layout (a manifest is written beside).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// STS: Spearman (and Pearson) of cosine similarities against gold pair scores.
+    Sts {
+        #[arg(long)]
+        model: PathBuf,
+        /// JSON lines {sentence1, sentence2, score}.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// The task's name on the leaderboard (default: the file's name + `_sts`).
+        #[arg(long)]
+        task: Option<String>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// A results.json in flageval's leaderboard layout.
         #[arg(long)]
         output: PathBuf,
     },
@@ -83,6 +104,9 @@ enum Command {
     Search(retrieve::SearchArgs),
     /// Score (query, passage) pairs with a cross-encoder and sort each query's passages.
     Rerank(retrieve::RerankArgs),
+    /// Sentences/s of ours and sentence-transformers on the same model, sentences and batch
+    /// size, per dtype, in one run.
+    Bench(bench::BenchArgs),
     /// Split a retrieval set by document into a training part and a held-out part.
     Split(train::SplitArgs),
     /// Sample hard negatives for JSONL training examples from a model's own rankings.
@@ -124,6 +148,28 @@ fn main() -> std::process::ExitCode {
     )
 }
 
+/// Writes a results document (flageval's leaderboard layout) with its manifest, and prints
+/// it.
+fn write_results(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    tasks: &[bge::results::TaskResult],
+    extra: serde_json::Value,
+    mut manifest: flagcore::Manifest,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    let doc = bge::results::document(model, tasks, &manifest.started_at, extra)?;
+    flagcore::fsutil::write_atomic(output, &serde_json::to_vec_pretty(&doc)?)?;
+    if data.is_file() {
+        manifest.add_input(data)?;
+    }
+    manifest.add_output(output)?;
+    manifest.finish();
+    manifest.write_beside(output)?;
+    println!("{}", serde_json::to_string_pretty(&doc["results"])?);
+    Ok(())
+}
+
 /// Weights' dtype (bf16 runs on AMX / tensor cores; scores move by ~1e-3).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum Dtype {
@@ -154,6 +200,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Index(a) => retrieve::index(a)?,
         Command::Search(a) => retrieve::search(a)?,
         Command::Rerank(a) => retrieve::rerank(a)?,
+        Command::Bench(a) => bench::run(a)?,
         Command::Split(a) => train::split(a)?,
         Command::MineNegatives(a) => train::mine_negatives(a)?,
         Command::Finetune(a) => train::finetune(a)?,
@@ -231,9 +278,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             save_data,
             query_instruction,
             batch_size,
+            task,
             output,
         } => {
-            let mut manifest = flagcore::Manifest::begin("bge eval", env!("CARGO_PKG_VERSION"));
+            let manifest = flagcore::Manifest::begin("bge eval", env!("CARGO_PKG_VERSION"));
             let (mut set, source) = match (data, disfl_qa) {
                 (Some(d), None) => (Dataset::load(&d)?, d),
                 (None, Some(t)) => (Dataset::from_disfl_qa(&t)?, t),
@@ -245,21 +293,66 @@ fn run(command: Command) -> anyhow::Result<()> {
             if let Some(dir) = &save_data {
                 set.save(dir)?;
             }
+            let task = task.unwrap_or_else(|| {
+                let stem = source.file_stem().unwrap_or_default().to_string_lossy();
+                let stem = if stem == "task" {
+                    source
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                } else {
+                    stem
+                };
+                format!("{stem}_retrieval")
+            });
             let enc = load(&model, batch_size)?;
             let start = std::time::Instant::now();
             let scores = bge::retrieval::evaluate(&enc, &set, &query_instruction)?;
-            let json = serde_json::json!({
-                "model": model, "data": source, "queries": set.queries.len(),
-                "corpus": set.corpus.len(), "query_instruction": query_instruction,
+            let hash = flagcore::fsutil::sha256_bytes(
+                format!("{}\n{query_instruction}", set.hash()).as_bytes(),
+            );
+            let result = bge::results::TaskResult {
+                task,
+                capability: "retrieval".into(),
+                main_metric: "ndcg_at_10".into(),
+                scores,
+                hash,
+            };
+            let extra = serde_json::json!({
+                "data": source, "queries": set.queries.len(), "corpus": set.corpus.len(),
+                "query_instruction": query_instruction,
                 "seconds": start.elapsed().as_secs_f64(),
-                "scores": scores.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             });
-            flagcore::fsutil::write_atomic(&output, &serde_json::to_vec_pretty(&json)?)?;
-            manifest.add_input(&source)?;
-            manifest.add_output(&output)?;
-            manifest.finish();
-            manifest.write_beside(&output)?;
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            write_results(&model, &source, &[result], extra, manifest, &output)?;
+        }
+        Command::Sts {
+            model,
+            pairs,
+            task,
+            batch_size,
+            output,
+        } => {
+            let manifest = flagcore::Manifest::begin("bge sts", env!("CARGO_PKG_VERSION"));
+            let list = bge::sts::read_pairs(&pairs)?;
+            let enc = load(&model, batch_size)?;
+            let (spearman, pearson) = bge::sts::evaluate(&enc, &list)?;
+            let (hash, _) = flagcore::fsutil::sha256_file(&pairs)?;
+            let task = task.unwrap_or_else(|| {
+                format!(
+                    "{}_sts",
+                    pairs.file_stem().unwrap_or_default().to_string_lossy()
+                )
+            });
+            let result = bge::results::TaskResult {
+                task,
+                capability: "sts".into(),
+                main_metric: "spearman".into(),
+                scores: vec![("spearman".into(), spearman), ("pearson".into(), pearson)],
+                hash,
+            };
+            let extra = serde_json::json!({"data": pairs, "pairs": list.len()});
+            write_results(&model, &pairs, &[result], extra, manifest, &output)?;
         }
     }
     Ok(())

@@ -1,0 +1,137 @@
+//! `bge bench`: sentences per second on the CPU for ours and sentence-transformers on the
+//! same model folder, sentences and batch size, in one run, per dtype; prints the ratio and
+//! the worst cosine between the two sides' embeddings (so both did the same work).
+
+use anyhow::Context;
+use bge::retrieval::data::Dataset;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// A text file, one sentence per line.
+    #[arg(long, conflicts_with = "disfl_qa")]
+    input: Option<PathBuf>,
+    /// BIG-bench's disfl_qa task.json: its questions and paragraphs, three to one.
+    #[arg(long)]
+    disfl_qa: Option<PathBuf>,
+    /// Sentences to embed.
+    #[arg(long, default_value_t = 1024)]
+    count: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Dtypes to compare, each on both sides.
+    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
+    dtypes: Vec<String>,
+    /// A Python with sentence-transformers and torch importable (PYTHONPATH is passed on).
+    #[arg(long, env = "BGE_BENCH_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/st_bench.py"))]
+    script: PathBuf,
+}
+
+fn sentences(a: &BenchArgs) -> anyhow::Result<Vec<String>> {
+    let all: Vec<String> = match (&a.input, &a.disfl_qa) {
+        (Some(p), None) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading --input {}", p.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        (None, Some(t)) => {
+            let d = Dataset::from_disfl_qa(t)?;
+            let mut q = d.queries.into_iter().map(|(_, t)| t);
+            let mut p = d.corpus.into_iter().map(|(_, t)| t);
+            let mut out = Vec::new();
+            loop {
+                let before = out.len();
+                out.extend(q.by_ref().take(3));
+                out.extend(p.by_ref().take(1));
+                if out.len() == before {
+                    break out;
+                }
+            }
+        }
+        _ => anyhow::bail!("give --input FILE or --disfl-qa TASK_JSON"),
+    };
+    anyhow::ensure!(!all.is_empty(), "no sentences");
+    Ok(all.into_iter().take(a.count).collect())
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let texts = sentences(&a)?;
+    let scratch = tempfile::tempdir()?;
+    let input = scratch.path().join("sentences.json");
+    std::fs::write(&input, serde_json::to_vec(&texts)?)?;
+    let tokens: usize = {
+        let enc = super::load(&a.model, a.batch_size)?;
+        enc.tokenize(&texts)?.iter().map(Vec::len).sum()
+    };
+    println!(
+        "{} sentences ({tokens} tokens after truncation), batch size {}, {} torch threads",
+        texts.len(),
+        a.batch_size,
+        tch::get_num_threads()
+    );
+    println!("| dtype | ours sent/s | sentence-transformers sent/s | ratio | worst cosine |");
+    println!("|---|---|---|---|---|");
+    for name in &a.dtypes {
+        let (kind, py) = match name.as_str() {
+            "f32" => (tch::Kind::Float, "float32"),
+            "bf16" => (tch::Kind::BFloat16, "bfloat16"),
+            other => anyhow::bail!("--dtypes: `{other}` is not f32 or bf16"),
+        };
+        let mut enc = bge::Encoder::load(&a.model, kind, tch::Device::Cpu)?;
+        enc.batch_size = a.batch_size.max(1);
+        enc.encode(&texts[..a.batch_size.min(texts.len())])?;
+        let start = std::time::Instant::now();
+        let ours = enc.encode(&texts)?;
+        let ours_s = start.elapsed().as_secs_f64();
+        drop(enc);
+
+        let out = scratch.path().join(format!("st-{name}.json"));
+        let run = std::process::Command::new(&a.python)
+            .arg(&a.script)
+            .arg(&a.model)
+            .arg(&input)
+            .arg(a.batch_size.to_string())
+            .arg(py)
+            .arg(&out)
+            .env("PYTHONNOUSERSITE", "1")
+            .output()
+            .with_context(|| format!("running {}", a.python.display()))?;
+        anyhow::ensure!(
+            run.status.success(),
+            "{}: {}",
+            a.script.display(),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
+        let st_s = st["seconds"]
+            .as_f64()
+            .context("no `seconds` from the script")?;
+        let theirs = st["embeddings"].as_array().context("no `embeddings`")?;
+        let mut worst = f64::INFINITY;
+        for (o, t) in ours.iter().zip(theirs) {
+            let t: Vec<f64> = t
+                .as_array()
+                .context("an embedding is not a list")?
+                .iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect();
+            let dot: f64 = o.iter().zip(&t).map(|(x, y)| *x as f64 * y).sum();
+            let no = o.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nt = t.iter().map(|y| y * y).sum::<f64>().sqrt();
+            worst = worst.min(dot / (no * nt).max(1e-30));
+        }
+        let n = texts.len() as f64;
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.2}× | {worst:.6} |",
+            n / ours_s,
+            n / st_s,
+            st_s / ours_s
+        );
+    }
+    Ok(())
+}
