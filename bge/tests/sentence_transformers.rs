@@ -92,3 +92,23 @@ fn minilm_matches_sentence_transformers() {
         got.len()
     );
 }
+
+#[test]
+fn bf16_weights_stay_close_to_f32() {
+    let Some(model_dir) = common::minilm() else {
+        return;
+    };
+    let f32 = bge::Encoder::load(&model_dir, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    let bf16 = bge::Encoder::load(&model_dir, tch::Kind::BFloat16, tch::Device::Cpu).unwrap();
+    let (a, b) = (
+        f32.encode(&sentences()).unwrap(),
+        bf16.encode(&sentences()).unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        let cos: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>()
+            / (x.iter().map(|p| p * p).sum::<f32>().sqrt()
+                * y.iter().map(|q| q * q).sum::<f32>().sqrt());
+        // bf16 keeps 8 mantissa bits: six layers drift, but not off the f32 direction.
+        assert!(cos > 0.99, "bf16 vs f32 cosine {cos}");
+    }
+}
