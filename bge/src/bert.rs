@@ -30,6 +30,10 @@ struct Norm {
 
 #[derive(Debug)]
 struct Layer {
+    /// Query, key and value in one (3·hidden, hidden) projection: one matrix product
+    /// instead of three when not training. `q`, `k`, `v` are views of it (shared storage),
+    /// so fine-tuning, which trains the three, updates it too.
+    qkv: Linear,
     q: Linear,
     k: Linear,
     v: Linear,
@@ -89,6 +93,29 @@ impl Weights {
             w: self.take(&format!("{name}.weight"), &[out, inp])?,
             b: self.take(&format!("{name}.bias"), &[out])?,
         })
+    }
+
+    /// Query, key and value of `prefix` fused (see [`Layer::qkv`]); the taken tensors are
+    /// replaced by views of the fused ones.
+    fn qkv(&mut self, prefix: &str, h: i64) -> Result<[Linear; 4]> {
+        let parts = ["query", "key", "value"]
+            .map(|n| self.linear(&format!("{prefix}.attention.self.{n}"), h, h));
+        let [q, k, v] = parts;
+        let (q, k, v) = (q?, k?, v?);
+        let w = Tensor::cat(&[&q.w, &k.w, &v.w], 0);
+        let b = Tensor::cat(&[&q.b, &k.b, &v.b], 0);
+        let part = |i: i64| Linear {
+            w: w.narrow(0, i * h, h),
+            b: b.narrow(0, i * h, h),
+        };
+        let views = [part(0), part(1), part(2)];
+        let n = self.taken.len();
+        for (j, slot) in self.taken[n - 6..].iter_mut().enumerate() {
+            let l = &views[j / 2];
+            slot.1 = if j % 2 == 0 { &l.w } else { &l.b }.shallow_clone();
+        }
+        let [q, k, v] = views;
+        Ok([Linear { w, b }, q, k, v])
     }
 
     fn norm(&mut self, name: &str, dim: i64) -> Result<Norm> {
@@ -152,10 +179,12 @@ impl Bert {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
+            let [qkv, q, k, v] = w.qkv(&p, h)?;
             layers.push(Layer {
-                q: w.linear(&format!("{p}.attention.self.query"), h, h)?,
-                k: w.linear(&format!("{p}.attention.self.key"), h, h)?,
-                v: w.linear(&format!("{p}.attention.self.value"), h, h)?,
+                qkv,
+                q,
+                k,
+                v,
                 attn_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
                 up: w.linear(&format!("{p}.intermediate.dense"), f, h)?,
@@ -307,10 +336,22 @@ impl Bert {
         // Keys that are padding are never attended (B, 1, 1, T).
         let keep = mask.to_kind(Kind::Bool).view([b, 1, 1, t]);
         for l in &self.layers {
-            let split = |y: Tensor| y.view([b, t, heads, d]).transpose(1, 2);
-            let q = split(l.q.forward(&x));
-            let k = split(l.k.forward(&x));
-            let v = split(l.v.forward(&x));
+            let (q, k, v) = if train {
+                let split = |y: Tensor| y.view([b, t, heads, d]).transpose(1, 2);
+                (
+                    split(l.q.forward(&x)),
+                    split(l.k.forward(&x)),
+                    split(l.v.forward(&x)),
+                )
+            } else {
+                // (B, T, 3, heads, d) → three (B, heads, T, d) views.
+                let y = l
+                    .qkv
+                    .forward(&x)
+                    .view([b, t, 3, heads, d])
+                    .permute([2, 0, 3, 1, 4]);
+                (y.get(0), y.get(1), y.get(2))
+            };
             let a = Tensor::scaled_dot_product_attention(
                 &q,
                 &k,

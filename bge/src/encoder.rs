@@ -108,9 +108,11 @@ impl Encoder {
             let (ids_t, mask_t) = self.batch(&rows);
             let pooled = tch::no_grad(|| self.embed(&ids_t, &mask_t, normalize, false))?
                 .to_device(tch::Device::Cpu);
-            for (row, &i) in chunk.iter().enumerate() {
-                out[i] = Vec::<f32>::try_from(pooled.get(row as i64))
-                    .map_err(|e| Error::Invalid(format!("reading an embedding: {e}")))?;
+            let flat = Vec::<f32>::try_from(pooled.flatten(0, -1))
+                .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))?;
+            let dim = flat.len() / chunk.len();
+            for (row, &i) in flat.chunks(dim.max(1)).zip(chunk) {
+                out[i] = row.to_vec();
             }
         }
         Ok(out)
