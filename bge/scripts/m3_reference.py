@@ -5,7 +5,10 @@ transformers and FlagEmbedding's formulas (BGEM3 `_dense_embedding`, `_sparse_em
     python m3_reference.py OUT_DIR
 
 Writes OUT_DIR/model (config.json, model.safetensors, sparse_linear.safetensors,
-colbert_linear.safetensors) and OUT_DIR/reference.json.
+colbert_linear.safetensors), the same heads as FlagEmbedding saves them (torch.save of the
+state dicts) in OUT_DIR/pt/{sparse_linear,colbert_linear}.pt, OUT_DIR/pt/awkward.pt (tensors
+a state dict may hold: transposed, offset into a shared storage, f16, bf16, int64) with
+their values in OUT_DIR/awkward.json, and OUT_DIR/reference.json.
 """
 import json
 import os
@@ -34,6 +37,23 @@ def main():
               os.path.join(d, "sparse_linear.safetensors"))
     save_file({"weight": colbert.weight.contiguous(), "bias": colbert.bias.contiguous()},
               os.path.join(d, "colbert_linear.safetensors"))
+    pt = os.path.join(out, "pt")
+    os.makedirs(pt)
+    torch.save(sparse.state_dict(), os.path.join(pt, "sparse_linear.pt"))
+    torch.save(colbert.state_dict(), os.path.join(pt, "colbert_linear.pt"))
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7
+    awkward = {
+        "transposed": base.t(),
+        "offset": base[1:3, 2:5],
+        "shared": base,
+        "half": (base * 3).half(),
+        "bf16": (base - 1).bfloat16(),
+        "ints": torch.tensor([[-3, 7], [2**40, 0]], dtype=torch.int64),
+    }
+    torch.save(awkward, os.path.join(pt, "awkward.pt"))
+    with open(os.path.join(out, "awkward.json"), "w") as f:
+        json.dump({k: {"shape": list(v.shape), "values": v.double().flatten().tolist()}
+                   for k, v in awkward.items()}, f)
     # A query and a passage sharing tokens 17 and 250 (17 twice in the passage).
     ids = [[0, 17, 250, 3, 42, 2, 1, 1], [0, 250, 17, 9, 17, 300, 77, 2]]
     mask = [[int(t != 1) for t in row] for row in ids]

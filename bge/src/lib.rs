@@ -18,6 +18,7 @@ pub mod results;
 pub mod retrieval;
 pub mod serve;
 pub mod sts;
+pub mod torch_pickle;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};

@@ -5,9 +5,8 @@
 //! dropped) and multi-vector ColBERT (a hidden→hidden head on every token after CLS,
 //! normalised); scores as FlagEmbedding computes them, and their weighted hybrid.
 //!
-//! The heads are read from `sparse_linear.safetensors` and `colbert_linear.safetensors`
-//! (`weight`, `bias`) beside the model; FlagEmbedding ships them as torch pickles
-//! (`*.pt`), which must be converted first.
+//! The heads (`weight`, `bias`) are read from `sparse_linear` and `colbert_linear` beside the
+//! model: `.safetensors`, or the `.pt` state dicts FlagEmbedding ships (`torch_pickle.rs`).
 
 use crate::bert::Bert;
 use crate::{Error, Result};
@@ -21,8 +20,17 @@ struct Head {
     b: Tensor,
 }
 
-fn head(path: &Path, kind: Kind, device: tch::Device) -> Result<Head> {
-    let mut t = crate::bert::load_tensors(path, kind, device)?;
+/// The head `stem` of `dir`: `<stem>.safetensors`, or FlagEmbedding's `<stem>.pt`.
+fn head(dir: &Path, stem: &str, kind: Kind, device: tch::Device) -> Result<Head> {
+    let safe = dir.join(format!("{stem}.safetensors"));
+    let (path, mut t) = if safe.is_file() {
+        let t = crate::bert::load_tensors(&safe, kind, device)?;
+        (safe, t)
+    } else {
+        let pt = dir.join(format!("{stem}.pt"));
+        let t = crate::torch_pickle::load_state_dict(&pt, kind, device)?;
+        (pt, t)
+    };
     let mut take = |n: &str| {
         t.remove(n).ok_or_else(|| Error::File {
             path: path.to_path_buf(),
@@ -56,8 +64,8 @@ pub struct M3 {
 impl M3 {
     pub fn load(dir: &Path, special: Vec<u32>, kind: Kind, device: tch::Device) -> Result<Self> {
         Ok(M3 {
-            sparse: head(&dir.join("sparse_linear.safetensors"), kind, device)?,
-            colbert: head(&dir.join("colbert_linear.safetensors"), kind, device)?,
+            sparse: head(dir, "sparse_linear", kind, device)?,
+            colbert: head(dir, "colbert_linear", kind, device)?,
             special,
         })
     }

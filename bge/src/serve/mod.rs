@@ -244,7 +244,7 @@ impl From<crate::rerank::Reranker> for Model {
 
 /// Loads what a folder holds: a cross-encoder when config.json names a
 /// `…ForSequenceClassification` architecture (pairs cut to `max_length`), else an embedding
-/// model, with bge-m3's heads when `sparse_linear.safetensors` is beside it.
+/// model, with bge-m3's heads when `sparse_linear` (.safetensors or .pt) is beside it.
 pub fn load_model(
     dir: &Path,
     max_length: usize,
@@ -266,7 +266,10 @@ pub fn load_model(
         )?));
     }
     let encoder = Encoder::load(dir, kind, device)?;
-    let m3 = if dir.join("sparse_linear.safetensors").is_file() {
+    let m3 = if ["sparse_linear.safetensors", "sparse_linear.pt"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+    {
         // Special tokens (CLS, EOS, PAD, UNK) never carry lexical weight.
         let special: Vec<u32> = encoder
             .tokenizer
