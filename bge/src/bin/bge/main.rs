@@ -21,6 +21,12 @@ mod train;
 struct Cli {
     #[command(flatten)]
     log: flagcore::telemetry::LogArgs,
+    /// Weights' dtype for every model the command loads.
+    #[arg(long, global = true, env = "BGE_DTYPE", value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, global = true, env = "BGE_DEVICE", default_value = "cpu")]
+    device: flagcore::Device,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,19 +139,26 @@ enum Command {
         /// Require `Authorization: Bearer KEY`.
         #[arg(long, env = "BGE_API_KEY")]
         api_key: Option<String>,
-        #[arg(long, env = "BGE_DTYPE", value_enum, default_value_t = Dtype::F32)]
-        dtype: Dtype,
     },
+}
+
+/// Where and in what dtype models load: set once from the global flags.
+static PLACEMENT: std::sync::OnceLock<(tch::Kind, tch::Device)> = std::sync::OnceLock::new();
+
+fn placement() -> (tch::Kind, tch::Device) {
+    PLACEMENT
+        .get()
+        .copied()
+        .unwrap_or((tch::Kind::Float, tch::Device::Cpu))
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    flagcore::telemetry::exit_code(
-        cli.log
-            .init()
-            .map_err(anyhow::Error::from)
-            .and_then(|()| run(cli.command)),
-    )
+    flagcore::telemetry::exit_code(cli.log.init().map_err(anyhow::Error::from).and_then(|()| {
+        let device = cli.device.resolve_tch().context("--device")?;
+        let _ = PLACEMENT.set((cli.dtype.kind(), device));
+        run(cli.command)
+    }))
 }
 
 /// Writes a results document (flageval's leaderboard layout) with its manifest, and prints
@@ -189,7 +202,8 @@ impl Dtype {
 }
 
 fn load(model: &std::path::Path, batch_size: usize) -> anyhow::Result<bge::Encoder> {
-    let mut enc = bge::Encoder::load(model, tch::Kind::Float, tch::Device::Cpu)
+    let (kind, device) = placement();
+    let mut enc = bge::Encoder::load(model, kind, device)
         .with_context(|| format!("loading --model {}", model.display()))?;
     enc.batch_size = batch_size.max(1);
     Ok(enc)
@@ -224,9 +238,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             payload_limit,
             auto_truncate,
             api_key,
-            dtype,
         } => {
-            let served = bge::serve::load_model(&model, 512, dtype.kind(), tch::Device::Cpu)
+            let (kind, device) = placement();
+            let served = bge::serve::load_model(&model, 512, kind, device)
                 .with_context(|| format!("loading --model {}", model.display()))?;
             let opts = bge::serve::Options {
                 model_id: model.display().to_string(),
@@ -261,8 +275,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             let enc = load(&model, batch_size)?;
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading --input {}", input.display()))?;
-            let texts: Vec<&str> = text.lines().collect();
-            let emb = enc.encode_queries(&texts, &instruction)?;
+            let texts: Vec<String> = text.lines().map(|l| format!("{instruction}{l}")).collect();
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let emb = retrieve::encode_with_bar(&enc, &texts)?;
             let lines: String = emb
                 .iter()
                 .map(|e| format!("{}\n", serde_json::to_string(e).unwrap_or_default()))

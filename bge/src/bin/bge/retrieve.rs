@@ -121,7 +121,7 @@ pub fn index(a: IndexArgs) -> anyhow::Result<()> {
 }
 
 /// Embeds in slices of a few batches so a progress bar can follow.
-fn encode_with_bar(enc: &bge::Encoder, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
+pub fn encode_with_bar(enc: &bge::Encoder, texts: &[&str]) -> anyhow::Result<Vec<Vec<f32>>> {
     let bar = flagcore::telemetry::progress_bar(texts.len() as u64, "texts");
     let mut out = Vec::with_capacity(texts.len());
     for part in texts.chunks(enc.batch_size.max(1) * 8) {
@@ -225,9 +225,9 @@ pub fn rerank(a: RerankArgs) -> anyhow::Result<()> {
         }
         rows.push(row);
     }
-    let mut rr =
-        bge::rerank::Reranker::load(&a.model, a.max_length, tch::Kind::Float, tch::Device::Cpu)
-            .with_context(|| format!("loading --model {}", a.model.display()))?;
+    let (kind, device) = super::placement();
+    let mut rr = bge::rerank::Reranker::load(&a.model, a.max_length, kind, device)
+        .with_context(|| format!("loading --model {}", a.model.display()))?;
     rr.batch_size = a.batch_size.max(1);
     let scores = rr.score(&pairs, a.sigmoid)?;
     let mut at = 0;
