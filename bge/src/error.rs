@@ -32,3 +32,41 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
         message: e.to_string(),
     })
 }
+
+/// Builds the folder `out` (which must not exist or be empty) through `fill`, which writes
+/// into a temporary folder beside it renamed into place at the end: a failure or crash leaves
+/// nothing half-written under `out`.
+pub fn write_dir(
+    out: &std::path::Path,
+    fill: impl FnOnce(&std::path::Path) -> Result<()>,
+) -> Result<()> {
+    let io = |p: &std::path::Path, error: std::io::Error| Error::Io {
+        path: p.to_path_buf(),
+        error,
+    };
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| io(out, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::File {
+            path: out.to_path_buf(),
+            message: "the output folder exists and is not empty".into(),
+        });
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".bge-")
+        .tempdir_in(parent)
+        .map_err(|e| io(parent, e))?;
+    fill(tmp.path())?;
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(|e| io(out, e))?;
+    }
+    std::fs::rename(tmp.keep(), out).map_err(|e| io(out, e))
+}

@@ -10,22 +10,9 @@ mod common;
 
 #[test]
 fn reranker_scores_match_transformers() {
-    let Ok(pycheck) = std::env::var("FLAGOPEN_PYCHECK") else {
-        eprintln!("skipped: FLAGOPEN_PYCHECK not set (cargo xtask test sets it)");
+    let Some((tmp, r)) = common::rerank_models() else {
         return;
     };
-    let Some(minilm) = common::minilm() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    common::run_script(
-        "rerank_reference.py",
-        &[tmp.path().as_os_str(), minilm.as_os_str()],
-        &pycheck,
-        tmp.path(),
-    );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
     let max_length = r["max_length"].as_u64().unwrap() as usize;
     let pairs: Vec<(String, String)> = r["pairs"]
         .as_array()

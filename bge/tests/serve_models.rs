@@ -174,17 +174,9 @@ fn m3_sparse_and_colbert_over_http() {
 
 #[test]
 fn rerank_over_http() {
-    let (Ok(pycheck), Some(minilm)) = (std::env::var("FLAGOPEN_PYCHECK"), common::minilm()) else {
-        eprintln!("skipped: FLAGOPEN_PYCHECK not set or MiniLM not cached");
+    let Some((tmp, _)) = common::rerank_models() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    common::run_script(
-        "rerank_reference.py",
-        &[tmp.path().as_os_str(), minilm.as_os_str()],
-        &pycheck,
-        tmp.path(),
-    );
     let dir = tmp.path().join("xlmr");
     let lib = bge::rerank::Reranker::load(&dir, 512, tch::Kind::Float, tch::Device::Cpu).unwrap();
     let served = bge::serve::load_model(&dir, 512, tch::Kind::Float, tch::Device::Cpu).unwrap();

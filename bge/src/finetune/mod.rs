@@ -217,49 +217,22 @@ fn short(s: &str) -> String {
 /// `out`, which sentence-transformers and `Encoder::load` then read. Written into a
 /// temporary folder renamed at the end: nothing half-written is left under `out`.
 pub fn save(encoder: &Encoder, source: &Path, out: &Path) -> Result<()> {
-    let io = |path: &Path, error: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map_err(|e| io(out, e))?
-            .next()
-            .is_some()
-    {
-        return Err(Error::Invalid(format!(
-            "{}: the output folder exists and is not empty",
-            out.display()
-        )));
-    }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".bge-save-")
-        .tempdir_in(parent)
-        .map_err(|e| io(parent, e))?;
-    copy_tree(source, tmp.path())?;
-    let named: Vec<(&str, &Tensor)> = encoder
-        .bert
-        .named_tensors()
-        .map(|(n, t)| (n.as_str(), t))
-        .collect();
-    let weights = tmp.path().join("model.safetensors");
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    flagcore::torch::save_safetensors(&weights, &named, Some(flagcore::DType::F32), Some(meta))
-        .map_err(|e| Error::File {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?;
-    if out.exists() {
-        std::fs::remove_dir(out).map_err(|e| io(out, e))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, out).map_err(|e| io(out, e))?;
-    Ok(())
+    crate::error::write_dir(out, |dir| {
+        copy_tree(source, dir)?;
+        let named: Vec<(&str, &Tensor)> = encoder
+            .bert
+            .named_tensors()
+            .map(|(n, t)| (n.as_str(), t))
+            .collect();
+        let weights = dir.join("model.safetensors");
+        let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        flagcore::torch::save_safetensors(&weights, &named, Some(flagcore::DType::F32), Some(meta))
+            .map_err(|e| Error::File {
+                path: weights.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(())
+    })
 }
 
 /// Copies a model folder except its weight files.

@@ -172,6 +172,11 @@ impl Dataset {
             })
             .cloned()
             .collect();
+        self.with(corpus, queries)
+    }
+
+    /// A set of `corpus` and `queries` with this set's judgements of those queries.
+    fn with(&self, corpus: Vec<(String, String)>, queries: Vec<(String, String)>) -> Dataset {
         let qrels = queries
             .iter()
             .filter_map(|(q, _)| Some((q.clone(), self.qrels.get(q)?.clone())))
@@ -210,17 +215,6 @@ impl Dataset {
                 .cloned()
                 .collect()
         };
-        let with = |corpus: Vec<(String, String)>, queries: Vec<(String, String)>| {
-            let qrels = queries
-                .iter()
-                .filter_map(|(q, _)| Some((q.clone(), self.qrels.get(q)?.clone())))
-                .collect();
-            Dataset {
-                corpus,
-                queries,
-                qrels,
-            }
-        };
         let train_docs = self
             .corpus
             .iter()
@@ -228,8 +222,8 @@ impl Dataset {
             .cloned()
             .collect();
         (
-            with(train_docs, pick(false)),
-            with(self.corpus.clone(), pick(true)),
+            self.with(train_docs, pick(false)),
+            self.with(self.corpus.clone(), pick(true)),
         )
     }
 

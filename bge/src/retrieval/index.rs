@@ -41,8 +41,7 @@ fn file_err(path: &Path, message: impl Into<String>) -> Error {
 
 impl Index {
     /// Writes an index of `rows` (count, dim; normalised by the caller) with `ids` into `dir`
-    /// (which must not exist or be empty), in `dtype` (`f32` or `f16`). Written into a
-    /// temporary folder renamed at the end.
+    /// (which must not exist or be empty), in `dtype` (`f32` or `f16`), atomically.
     pub fn write(dir: &Path, ids: &[String], rows: &Tensor, meta: Meta) -> Result<()> {
         let dtype = match meta.dtype.as_str() {
             "f32" => flagcore::DType::F32,
@@ -61,42 +60,18 @@ impl Index {
                 meta.dim
             )));
         }
-        let io = |p: &Path, e: std::io::Error| Error::Io {
-            path: p.to_path_buf(),
-            error: e,
-        };
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map_err(|e| io(dir, e))?
-                .next()
-                .is_some()
-        {
-            return Err(file_err(dir, "the index folder exists and is not empty"));
-        }
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".bge-index-")
-            .tempdir_in(parent)
-            .map_err(|e| io(parent, e))?;
-        let weights = tmp.path().join(WEIGHTS);
-        flagcore::torch::save_safetensors(&weights, &[("embeddings", rows)], Some(dtype), None)
-            .map_err(|e| file_err(&weights, e.to_string()))?;
-        let json = |name: &str, v: serde_json::Result<Vec<u8>>| -> Result<()> {
-            let p = tmp.path().join(name);
-            let bytes = v.map_err(|e| file_err(&p, e.to_string()))?;
-            std::fs::write(&p, bytes).map_err(|e| io(&p, e))
-        };
-        json("ids.json", serde_json::to_vec(ids))?;
-        json("index.json", serde_json::to_vec_pretty(&meta))?;
-        if dir.exists() {
-            std::fs::remove_dir(dir).map_err(|e| io(dir, e))?;
-        }
-        std::fs::rename(tmp.keep(), dir).map_err(|e| io(dir, e))?;
-        Ok(())
+        crate::error::write_dir(dir, |tmp| {
+            let weights = tmp.join(WEIGHTS);
+            flagcore::torch::save_safetensors(&weights, &[("embeddings", rows)], Some(dtype), None)
+                .map_err(|e| file_err(&weights, e.to_string()))?;
+            let json = |name: &str, v: serde_json::Result<Vec<u8>>| -> Result<()> {
+                let p = tmp.join(name);
+                let bytes = v.map_err(|e| file_err(&p, e.to_string()))?;
+                std::fs::write(&p, bytes).map_err(|e| Error::Io { path: p, error: e })
+            };
+            json("ids.json", serde_json::to_vec(ids))?;
+            json("index.json", serde_json::to_vec_pretty(&meta))
+        })
     }
 
     /// Opens an index written by [`Index::write`]; every inconsistency names the file.

@@ -58,12 +58,17 @@ fn embedding(s: &AppState, m3: bool) -> Result<(), ApiError> {
     )
 }
 
+/// The `inputs` of an embedding route, tokenised (cut only when asked to).
+fn embedding_inputs(s: &AppState, v: &Value, m3: bool) -> Result<Vec<Vec<u32>>, ApiError> {
+    embedding(s, m3)?;
+    let texts = s.inputs(v, "inputs")?;
+    s.tokenize(&texts, v["truncate"].as_bool().unwrap_or(false))
+}
+
 pub async fn embed(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     model_route(s, "/embed", headers, body, |s, v| async move {
-        embedding(&s, false)?;
-        let texts = s.inputs(&v, "inputs")?;
+        let ids = embedding_inputs(&s, &v, false)?;
         let normalize = v["normalize"].as_bool().unwrap_or(true);
-        let ids = s.tokenize(&texts, v["truncate"].as_bool().unwrap_or(false))?;
         match s.run(Task::Embed { normalize }, ids, Vec::new()).await? {
             Output::Vectors(e) => Ok(Json(e).into_response()),
             _ => Err(unexpected(&s)),
@@ -78,9 +83,7 @@ pub async fn embed_all(
     body: Bytes,
 ) -> Response {
     model_route(s, "/embed_all", headers, body, |s, v| async move {
-        embedding(&s, false)?;
-        let texts = s.inputs(&v, "inputs")?;
-        let ids = s.tokenize(&texts, v["truncate"].as_bool().unwrap_or(false))?;
+        let ids = embedding_inputs(&s, &v, false)?;
         match s.run(Task::All, ids, Vec::new()).await? {
             Output::Tokens(t) => Ok(Json(t).into_response()),
             _ => Err(unexpected(&s)),
@@ -95,9 +98,7 @@ pub async fn embed_sparse(
     body: Bytes,
 ) -> Response {
     model_route(s, "/embed_sparse", headers, body, |s, v| async move {
-        embedding(&s, true)?;
-        let texts = s.inputs(&v, "inputs")?;
-        let ids = s.tokenize(&texts, v["truncate"].as_bool().unwrap_or(false))?;
+        let ids = embedding_inputs(&s, &v, true)?;
         match s.run(Task::Sparse, ids, Vec::new()).await? {
             Output::Sparse(rows) => Ok(Json(
                 rows.into_iter()
@@ -121,9 +122,7 @@ pub async fn embed_colbert(
     body: Bytes,
 ) -> Response {
     model_route(s, "/embed_colbert", headers, body, |s, v| async move {
-        embedding(&s, true)?;
-        let texts = s.inputs(&v, "inputs")?;
-        let ids = s.tokenize(&texts, v["truncate"].as_bool().unwrap_or(false))?;
+        let ids = embedding_inputs(&s, &v, true)?;
         match s.run(Task::Colbert, ids, Vec::new()).await? {
             Output::Tokens(t) => Ok(Json(t).into_response()),
             _ => Err(unexpected(&s)),

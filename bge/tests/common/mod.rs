@@ -92,3 +92,23 @@ pub fn serve(
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
+
+/// The random-weight cross-encoders of `scripts/rerank_reference.py` (`<tmp>/xlmr`,
+/// `<tmp>/bert`) and its reference scores: `None` (the test skips) without FLAGOPEN_PYCHECK or
+/// the MiniLM asset (whose tokenizer they use).
+pub fn rerank_models() -> Option<(tempfile::TempDir, serde_json::Value)> {
+    let (Ok(pycheck), Some(minilm)) = (std::env::var("FLAGOPEN_PYCHECK"), minilm()) else {
+        eprintln!("skipped: FLAGOPEN_PYCHECK not set or MiniLM not cached");
+        return None;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    run_script(
+        "rerank_reference.py",
+        &[tmp.path().as_os_str(), minilm.as_os_str()],
+        &pycheck,
+        tmp.path(),
+    );
+    let r =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
+    Some((tmp, r))
+}
