@@ -126,6 +126,25 @@ impl Weights {
     }
 }
 
+/// Rows of token ids padded with `fill` to the longest (at least 1) as (B, T) i64 on `device`,
+/// with the attention mask (1 for tokens, 0 for padding).
+pub fn pad_rows(rows: &[&[u32]], fill: i64, device: tch::Device) -> (Tensor, Tensor) {
+    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+    let mut flat = Vec::with_capacity(rows.len() * width);
+    let mut mask = Vec::with_capacity(rows.len() * width);
+    for r in rows {
+        flat.extend(r.iter().map(|&t| t as i64));
+        flat.resize(flat.len() + width - r.len(), fill);
+        mask.extend(std::iter::repeat_n(1i64, r.len()));
+        mask.resize(mask.len() + width - r.len(), 0);
+    }
+    let shape = [rows.len() as i64, width as i64];
+    (
+        Tensor::from_slice(&flat).view(shape).to_device(device),
+        Tensor::from_slice(&mask).view(shape).to_device(device),
+    )
+}
+
 /// Every tensor of a safetensors file by name, floating-point ones in `kind` (f32, bf16, f16)
 /// on `device`; errors name the file.
 pub fn load_tensors(

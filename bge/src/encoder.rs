@@ -122,21 +122,7 @@ impl Encoder {
     /// model's device.
     pub fn batch(&self, rows: &[&[u32]]) -> (Tensor, Tensor) {
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
-        let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
-        let mut flat = Vec::with_capacity(rows.len() * width);
-        let mut mask = Vec::with_capacity(rows.len() * width);
-        for r in rows {
-            flat.extend(r.iter().map(|&t| t as i64));
-            flat.resize(flat.len() + width - r.len(), pad);
-            mask.extend(std::iter::repeat_n(1i64, r.len()));
-            mask.resize(mask.len() + width - r.len(), 0);
-        }
-        let shape = [rows.len() as i64, width as i64];
-        let device = self.bert.device();
-        (
-            Tensor::from_slice(&flat).view(shape).to_device(device),
-            Tensor::from_slice(&mask).view(shape).to_device(device),
-        )
+        crate::bert::pad_rows(rows, pad, self.bert.device())
     }
 
     /// Pooled f32 embeddings (B, hidden) of a batch from [`Encoder::batch`]; with `train`,

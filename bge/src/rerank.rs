@@ -4,7 +4,7 @@
 //! (bge-reranker-base/-large/-v2-m3: dense → tanh → out_proj) and
 //! `BertForSequenceClassification` (pooler dense → tanh → classifier) are read by name.
 
-use crate::bert::{load_tensors, Bert};
+use crate::bert::{load_tensors, pad_rows, Bert};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::{Error, Result};
@@ -173,21 +173,15 @@ impl Reranker {
         let device = self.bert.device();
         let mut out = vec![0f32; enc.len()];
         for chunk in order.chunks(self.batch_size.max(1)) {
-            let width = enc[chunk[0]].0.len().max(1);
-            let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-            for &i in chunk {
-                let (row, ty) = &enc[i];
-                let fill = width - row.len();
-                ids.extend(row.iter().map(|&t| t as i64));
-                ids.extend(std::iter::repeat_n(pad, fill));
-                types.extend(ty.iter().map(|&t| if typed { t as i64 } else { 0 }));
-                types.extend(std::iter::repeat_n(0, fill));
-                mask.extend(std::iter::repeat_n(1i64, row.len()));
-                mask.extend(std::iter::repeat_n(0, fill));
-            }
-            let shape = [chunk.len() as i64, width as i64];
-            let t = |v: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
-            let logits = tch::no_grad(|| self.logits(&t(&ids), &t(&types), &t(&mask)))?;
+            let ids: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].0.as_slice()).collect();
+            let (ids, mask) = pad_rows(&ids, pad, device);
+            let types = if typed {
+                let rows: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].1.as_slice()).collect();
+                pad_rows(&rows, 0, device).0
+            } else {
+                ids.zeros_like()
+            };
+            let logits = tch::no_grad(|| self.logits(&ids, &types, &mask))?;
             let logits = if sigmoid { logits.sigmoid() } else { logits };
             let v = Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
                 .map_err(|e| Error::Invalid(format!("reading scores: {e}")))?;

@@ -82,6 +82,10 @@ fn finetune_lowers_loss_and_saves_a_sentence_transformers_folder() {
         assert_eq!(e.neg.len(), 3);
         assert!(!e.neg.contains(&e.pos[0]), "{e:?}");
     }
+    // Training keeps f32 weights: a bf16 model is refused, not silently trained in bf16.
+    let mut half = bge::Encoder::load(&model, tch::Kind::BFloat16, tch::Device::Cpu).unwrap();
+    let e = finetune::train(&mut half, &ex, &TrainOptions::default(), |_| {}).unwrap_err();
+    assert!(e.to_string().contains("f32"), "{e}");
     let before = loss(&enc, &ex);
     let train = TrainOptions {
         learning_rate: 1e-4,
