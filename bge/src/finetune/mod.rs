@@ -125,6 +125,17 @@ pub fn train(
             short(&examples[i].query)
         )));
     }
+    if let Some((n, p)) = encoder
+        .bert
+        .parameters()
+        .iter()
+        .find(|(_, p)| p.kind() != Kind::Float)
+    {
+        return Err(Error::Invalid(format!(
+            "`{n}` is {:?}: fine-tuning keeps f32 weights (load the model in f32)",
+            p.kind()
+        )));
+    }
     let qtok = truncating(
         &encoder.tokenizer,
         opts.query_max_len.min(encoder.max_length),
