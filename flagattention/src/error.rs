@@ -1,0 +1,15 @@
+//! One error type: every variant names the argument at fault.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{arg}`: {message}")]
+    Shape { arg: &'static str, message: String },
+    #[error("`sm_scale` must be finite and positive, not {0}")]
+    Scale(f32),
+    #[error("head dim {0} is not supported (16 to 256)")]
+    HeadDim(usize),
+    #[error("query heads ({hq}) must be a multiple of key/value heads ({hk})")]
+    Heads { hq: usize, hk: usize },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,20 @@
+//! flagattention: memory-efficient attention (Dao et al., 2022, "FlashAttention: Fast and
+//! Memory-Efficient Exact Attention with IO-Awareness"; FlashAttention-2's work split) with
+//! FlagAttention's semantics, on the CPU, depending on `flagcore` only.
+//!
+//! Layout (B, H, T, D) through [`flagcore::TensorView`] (any strides). [`flash_attention`]
+//! runs blocked over query rows and key blocks with an online softmax, so nothing of size
+//! M×N is ever held; it returns the output and the log-sum-exp that
+//! [`flash_attention_backward`] uses to recompute probabilities block by block. GQA/MQA
+//! (`Hq % Hk == 0`), a causal mask aligned bottom-right (query i sees key j when
+//! i + (N − M) ≥ j; a row that sees no key outputs 0).
+
+mod backward;
+mod error;
+mod forward;
+mod shape;
+
+pub use backward::{flash_attention_backward, Grads};
+pub use error::{Error, Result};
+pub use forward::{flash_attention, Attention, Options};
+pub use shape::Dims;
