@@ -3,7 +3,8 @@
 //! heads) and over query blocks (dQ: each task owns its rows). Probabilities are recomputed
 //! from the forward's log-sum-exp: P = exp(scale·q·k − lse).
 
-use crate::forward::{axpy, dot, last_visible, Attention, Options, BC, BR};
+use crate::forward::{dot, last_visible, Attention, Options, BC, BR};
+use crate::matmul::{matmul, Mat};
 use crate::shape::{check, expect, rows, Dims};
 use crate::Result;
 use flagcore::TensorView;
@@ -86,6 +87,18 @@ pub fn flash_attention_backward(
     Ok(Grads { dq, dk, dv })
 }
 
+/// A block of the score matrix: rows `r0..r0 + r` of query head `h` in batch `bi` against
+/// keys `c0..c0 + c`.
+#[derive(Clone, Copy)]
+struct Tile {
+    bi: usize,
+    h: usize,
+    r0: usize,
+    r: usize,
+    c0: usize,
+    c: usize,
+}
+
 struct Ctx<'a, 'v> {
     q: &'a TensorView<'v, f32>,
     k: &'a TensorView<'v, f32>,
@@ -98,11 +111,55 @@ struct Ctx<'a, 'v> {
 }
 
 impl Ctx<'_, '_> {
+    /// Probabilities (r × c, in `s`, which holds the scores q·kᵀ on entry) of rows `r0..` of
+    /// head `h` against keys `c0..`: exp(scale·s − lse), 0 where masked.
+    fn probabilities(&self, s: &mut [f32], t: Tile) {
+        let Tile {
+            bi,
+            h,
+            r0,
+            r,
+            c0,
+            c,
+        } = t;
+        let Dims { hq, m, n, .. } = self.dims;
+        for i in 0..r {
+            let si = &mut s[i * c..(i + 1) * c];
+            let lse = self.lse[(bi * hq + h) * m + r0 + i];
+            let visible = match last_visible(r0 + i, m, n, self.opts.causal) {
+                Some(lim) if lim >= c0 && lse.is_finite() => (lim + 1 - c0).min(c),
+                _ => 0,
+            };
+            for x in &mut si[..visible] {
+                *x = (self.opts.sm_scale * *x - lse).exp();
+            }
+            si[visible..].fill(0.0);
+        }
+    }
+
+    /// dS = P ∘ (dP − D) · scale, in place of dP (r × c).
+    fn score_grads(&self, dp: &mut [f32], p: &[f32], t: Tile) {
+        let Tile {
+            bi, h, r0, r, c, ..
+        } = t;
+        let Dims { hq, m, .. } = self.dims;
+        for i in 0..r {
+            let delta = self.delta[(bi * hq + h) * m + r0 + i];
+            for (x, &pij) in dp[i * c..(i + 1) * c]
+                .iter_mut()
+                .zip(&p[i * c..(i + 1) * c])
+            {
+                *x = pij * (*x - delta) * self.opts.sm_scale;
+            }
+        }
+    }
+
     /// dK, dV of keys `c0..` (as many as the block holds) of key head `kh`.
     fn key_block(&self, bi: usize, kh: usize, c0: usize, dk: &mut [f32], dv: &mut [f32]) {
-        let Dims { hq, m, n, d, .. } = self.dims;
+        let Dims { m, n, d, .. } = self.dims;
         let c = dk.len() / d;
         let (mut kb, mut vb, mut qb, mut ob) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut s, mut dp) = (vec![0f32; BR * c], vec![0f32; BR * c]);
         rows(self.k, bi, kh, c0, c, &mut kb);
         rows(self.v, bi, kh, c0, c, &mut vb);
         let g = self.dims.group();
@@ -112,30 +169,54 @@ impl Ctx<'_, '_> {
                 let r = BR.min(m - r0);
                 // Rows whose last visible key is before this block contribute nothing.
                 let sees =
-                    |i: usize| last_visible(i, m, n, self.opts.causal).is_some_and(|l| l >= c0);
-                if !sees(r0 + r - 1) {
-                    r0 += r;
-                    continue;
-                }
-                rows(self.q, bi, h, r0, r, &mut qb);
-                rows(self.d_o, bi, h, r0, r, &mut ob);
-                for i in 0..r {
-                    let gi = r0 + i;
-                    let Some(lim) = last_visible(gi, m, n, self.opts.causal) else {
-                        continue;
-                    };
-                    if lim < c0 {
-                        continue;
-                    }
-                    let row = (bi * hq + h) * m + gi;
-                    let (lse, delta) = (self.lse[row], self.delta[row]);
-                    let (qi, doi) = (&qb[i * d..(i + 1) * d], &ob[i * d..(i + 1) * d]);
-                    for j in 0..(lim + 1 - c0).min(c) {
-                        let p = (self.opts.sm_scale * dot(qi, &kb[j * d..(j + 1) * d]) - lse).exp();
-                        axpy(&mut dv[j * d..(j + 1) * d], p, doi);
-                        let ds = p * (dot(doi, &vb[j * d..(j + 1) * d]) - delta);
-                        axpy(&mut dk[j * d..(j + 1) * d], ds * self.opts.sm_scale, qi);
-                    }
+                    last_visible(r0 + r - 1, m, n, self.opts.causal).is_some_and(|l| l >= c0);
+                if sees {
+                    rows(self.q, bi, h, r0, r, &mut qb);
+                    rows(self.d_o, bi, h, r0, r, &mut ob);
+                    let (s, dp) = (&mut s[..r * c], &mut dp[..r * c]);
+                    matmul(
+                        s,
+                        r,
+                        c,
+                        d,
+                        Mat::rows(&qb, d),
+                        Mat::transposed(&kb, d),
+                        false,
+                    );
+                    self.probabilities(
+                        s,
+                        Tile {
+                            bi,
+                            h,
+                            r0,
+                            r,
+                            c0,
+                            c,
+                        },
+                    );
+                    matmul(dv, c, d, r, Mat::transposed(s, c), Mat::rows(&ob, d), true);
+                    matmul(
+                        dp,
+                        r,
+                        c,
+                        d,
+                        Mat::rows(&ob, d),
+                        Mat::transposed(&vb, d),
+                        false,
+                    );
+                    self.score_grads(
+                        dp,
+                        s,
+                        Tile {
+                            bi,
+                            h,
+                            r0,
+                            r,
+                            c0,
+                            c,
+                        },
+                    );
+                    matmul(dk, c, d, r, Mat::transposed(dp, c), Mat::rows(&qb, d), true);
                 }
                 r0 += r;
             }
@@ -144,37 +225,65 @@ impl Ctx<'_, '_> {
 
     /// dQ of rows `r0..` (as many as the block holds) of query head `h`.
     fn query_block(&self, bi: usize, h: usize, r0: usize, dq: &mut [f32]) {
-        let Dims { hq, m, n, d, .. } = self.dims;
+        let Dims { m, n, d, .. } = self.dims;
         let r = dq.len() / d;
         let kh = h / self.dims.group();
         let (mut qb, mut ob, mut kb, mut vb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut s, mut dp) = (vec![0f32; r * BC], vec![0f32; r * BC]);
         rows(self.q, bi, h, r0, r, &mut qb);
         rows(self.d_o, bi, h, r0, r, &mut ob);
-        let last: Vec<Option<usize>> = (0..r)
-            .map(|i| last_visible(r0 + i, m, n, self.opts.causal))
-            .collect();
-        let reach = last.iter().flatten().max().map_or(0, |&l| l + 1);
+        let reach = (0..r)
+            .filter_map(|i| last_visible(r0 + i, m, n, self.opts.causal))
+            .max()
+            .map_or(0, |l| l + 1);
         let mut c0 = 0;
         while c0 < reach {
             let c = BC.min(n - c0);
             rows(self.k, bi, kh, c0, c, &mut kb);
             rows(self.v, bi, kh, c0, c, &mut vb);
-            for i in 0..r {
-                let Some(lim) = last[i] else { continue };
-                if lim < c0 {
-                    continue;
-                }
-                let row = (bi * hq + h) * m + r0 + i;
-                let (lse, delta) = (self.lse[row], self.delta[row]);
-                let (qi, doi) = (&qb[i * d..(i + 1) * d], &ob[i * d..(i + 1) * d]);
-                let dqi = &mut dq[i * d..(i + 1) * d];
-                for j in 0..(lim + 1 - c0).min(c) {
-                    let kj = &kb[j * d..(j + 1) * d];
-                    let p = (self.opts.sm_scale * dot(qi, kj) - lse).exp();
-                    let ds = p * (dot(doi, &vb[j * d..(j + 1) * d]) - delta);
-                    axpy(dqi, ds * self.opts.sm_scale, kj);
-                }
-            }
+            let (s, dp) = (&mut s[..r * c], &mut dp[..r * c]);
+            matmul(
+                s,
+                r,
+                c,
+                d,
+                Mat::rows(&qb, d),
+                Mat::transposed(&kb, d),
+                false,
+            );
+            self.probabilities(
+                s,
+                Tile {
+                    bi,
+                    h,
+                    r0,
+                    r,
+                    c0,
+                    c,
+                },
+            );
+            matmul(
+                dp,
+                r,
+                c,
+                d,
+                Mat::rows(&ob, d),
+                Mat::transposed(&vb, d),
+                false,
+            );
+            self.score_grads(
+                dp,
+                s,
+                Tile {
+                    bi,
+                    h,
+                    r0,
+                    r,
+                    c0,
+                    c,
+                },
+            );
+            matmul(dq, r, d, c, Mat::rows(dp, c), Mat::rows(&kb, d), true);
             c0 += c;
         }
     }

@@ -2,6 +2,7 @@
 //! key/value blocks through an online softmax (running max and sum per row), so memory is
 //! O(block × D) per task and the output is written once.
 
+use crate::matmul::{matmul, Mat};
 use crate::shape::{check, rows, Dims};
 use crate::Result;
 use flagcore::TensorView;
@@ -54,14 +55,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
-}
-
-/// y += a·x
-#[inline]
-pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
 }
 
 /// The last key row `i` (of `m`) may see among `n` keys, bottom-right aligned; `None` when
@@ -128,7 +121,8 @@ fn block(
     let (mut kb, mut vb) = (Vec::new(), Vec::new());
     let mut row_max = vec![f32::NEG_INFINITY; r];
     let mut row_sum = vec![0f32; r];
-    let mut s = vec![0f32; BC];
+    // Scores, then probabilities, of the block: r × c.
+    let mut s = vec![0f32; r * BC];
     let last: Vec<Option<usize>> = (0..r)
         .map(|i| last_visible(start + i, m, n, opts.causal))
         .collect();
@@ -138,33 +132,48 @@ fn block(
         let c = BC.min(n - c0);
         rows(k, bi, kh, c0, c, &mut kb);
         rows(v, bi, kh, c0, c, &mut vb);
+        let s = &mut s[..r * c];
+        matmul(
+            s,
+            r,
+            c,
+            d,
+            Mat::rows(&qb, d),
+            Mat::transposed(&kb, d),
+            false,
+        );
         for i in 0..r {
-            let Some(lim) = last[i] else { continue };
-            if lim < c0 {
-                continue;
-            }
-            let visible = (lim + 1 - c0).min(c);
-            let qi = &qb[i * d..(i + 1) * d];
+            let si = &mut s[i * c..(i + 1) * c];
+            let visible = match last[i] {
+                Some(lim) if lim >= c0 => (lim + 1 - c0).min(c),
+                _ => 0,
+            };
             let mut bmax = f32::NEG_INFINITY;
-            for j in 0..visible {
-                s[j] = opts.sm_scale * dot(qi, &kb[j * d..(j + 1) * d]);
-                bmax = bmax.max(s[j]);
+            for x in &mut si[..visible] {
+                *x *= opts.sm_scale;
+                bmax = bmax.max(*x);
+            }
+            si[visible..].fill(0.0);
+            if visible == 0 {
+                continue;
             }
             let new_max = row_max[i].max(bmax);
             let alpha = (row_max[i] - new_max).exp();
-            let acc = &mut o_blk[i * d..(i + 1) * d];
             if alpha != 1.0 {
-                acc.iter_mut().for_each(|x| *x *= alpha);
+                o_blk[i * d..(i + 1) * d]
+                    .iter_mut()
+                    .for_each(|x| *x *= alpha);
             }
             let mut sum = 0f32;
-            for j in 0..visible {
-                let p = (s[j] - new_max).exp();
-                sum += p;
-                axpy(acc, p, &vb[j * d..(j + 1) * d]);
+            for x in &mut si[..visible] {
+                *x = (*x - new_max).exp();
+                sum += *x;
             }
             row_sum[i] = row_sum[i] * alpha + sum;
             row_max[i] = new_max;
         }
+        // acc += P · V
+        matmul(o_blk, r, d, c, Mat::rows(s, c), Mat::rows(&vb, d), true);
         c0 += c;
     }
     for i in 0..r {

@@ -12,6 +12,7 @@
 mod backward;
 mod error;
 mod forward;
+mod matmul;
 mod shape;
 
 pub use backward::{flash_attention_backward, Grads};
