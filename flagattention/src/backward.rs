@@ -6,6 +6,7 @@
 use crate::forward::{dot, last_visible, Attention, Options, BC, BR};
 use crate::matmul::{matmul, Mat};
 use crate::shape::{check, expect, rows, Dims};
+use crate::vexp::exp_inplace;
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
@@ -131,8 +132,9 @@ impl Ctx<'_, '_> {
                 _ => 0,
             };
             for x in &mut si[..visible] {
-                *x = (self.opts.sm_scale * *x - lse).exp();
+                *x = self.opts.sm_scale * *x - lse;
             }
+            exp_inplace(&mut si[..visible]);
             si[visible..].fill(0.0);
         }
     }

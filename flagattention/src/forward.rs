@@ -4,6 +4,7 @@
 
 use crate::matmul::{matmul, Mat};
 use crate::shape::{check, rows, Dims};
+use crate::vexp::exp_inplace;
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
@@ -164,11 +165,9 @@ fn block(
                     .iter_mut()
                     .for_each(|x| *x *= alpha);
             }
-            let mut sum = 0f32;
-            for x in &mut si[..visible] {
-                *x = (*x - new_max).exp();
-                sum += *x;
-            }
+            si[..visible].iter_mut().for_each(|x| *x -= new_max);
+            exp_inplace(&mut si[..visible]);
+            let sum: f32 = si[..visible].iter().sum();
             row_sum[i] = row_sum[i] * alpha + sum;
             row_max[i] = new_max;
         }

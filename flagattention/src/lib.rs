@@ -14,6 +14,7 @@ mod error;
 mod forward;
 mod matmul;
 mod shape;
+mod vexp;
 
 pub use backward::{flash_attention_backward, Grads};
 pub use error::{Error, Result};
