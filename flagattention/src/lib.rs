@@ -9,6 +9,8 @@
 //! (`Hq % Hk == 0`), a causal mask aligned bottom-right (query i sees key j when
 //! i + (N − M) ≥ j; a row that sees no key outputs 0).
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod backward;
 mod error;
 mod forward;

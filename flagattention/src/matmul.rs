@@ -1,4 +1,5 @@
-//! A safe face on the `gemm` crate's micro-kernels (runtime-dispatched AVX2 / AVX-512):
+//! A safe face on the matrix-product kernels: our AVX-512 one (`avx512.rs`) where the CPU has
+//! it, else the `gemm` crate's (AVX2 / SSE, dispatched at run time):
 //! c (m×n, row-major) = [c +] a·b, with a and b given by strides, bounds checked up front.
 
 /// A matrix operand: its slice and the strides of a row step and a column step.
@@ -53,6 +54,28 @@ pub(crate) fn matmul(
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present (checked just above); every index lies inside the
+        // slices (checked at the top), and `c` is not aliased.
+        unsafe {
+            crate::avx512::matmul(
+                m,
+                n,
+                k,
+                a.data.as_ptr(),
+                a.rs,
+                a.cs,
+                b.data.as_ptr(),
+                b.rs,
+                b.cs,
+                c.as_mut_ptr(),
+                n,
+                accumulate,
+            );
         }
         return;
     }

@@ -12,15 +12,19 @@ const LN2_LO: f32 = 1.428_606_8e-6;
 fn exp1(x: f32) -> f32 {
     // Outside this range e^x is below f32's normals or overflows: clamp (the result is then
     // ~1e-38, or +inf through the exponent).
-    let x = x.clamp(-87.0, 88.7);
-    // Round to nearest through the 1.5·2^23 trick: vectorises where `round` may not.
-    let n = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
+    let x = x.max(-87.0).min(88.7);
+    // Round to nearest through the 1.5·2^23 trick: t's low mantissa bits hold n as an
+    // integer, so 2^n comes from bit operations alone (a float→int conversion, saturating in
+    // Rust, would keep the loop from vectorising).
+    let t = x * LOG2E + 12_582_912.0;
+    let n = t - 12_582_912.0;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let ni = t.to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(ni.wrapping_add(127) << 23)
 }
 
 #[inline(always)]
