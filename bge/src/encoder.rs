@@ -24,6 +24,14 @@ pub fn tokenize_checked(tok: &tokenizers::Tokenizer, text: &str) -> Result<(Vec<
     Ok((e.get_ids().to_vec(), !e.get_overflowing().is_empty()))
 }
 
+/// Token ids of each text (special tokens included, truncated as `tok` is set).
+pub fn token_ids<S: AsRef<str>>(tok: &tokenizers::Tokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+    texts
+        .iter()
+        .map(|t| tokenize_checked(tok, t.as_ref()).map(|(ids, _)| ids))
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct Encoder {
     pub bert: Bert,
@@ -72,15 +80,7 @@ impl Encoder {
 
     /// Token ids of each text, with special tokens, truncated to `max_length`.
     pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
-        texts
-            .iter()
-            .map(|t| {
-                self.tokenizer
-                    .encode(t.as_ref(), true)
-                    .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Invalid(format!("tokenizing: {e}")))
-            })
-            .collect()
+        token_ids(&self.tokenizer, texts)
     }
 
     /// One embedding per text (normalised when the folder says so).

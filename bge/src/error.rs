@@ -60,10 +60,13 @@ pub fn write_dir(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".bge-")
-        .tempdir_in(parent)
-        .map_err(|e| io(parent, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".bge-");
+    // A temporary folder is owner-only; the finished model or index should read like any
+    // other output.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    let tmp = builder.tempdir_in(parent).map_err(|e| io(parent, e))?;
     fill(tmp.path())?;
     if out.exists() {
         std::fs::remove_dir(out).map_err(|e| io(out, e))?;

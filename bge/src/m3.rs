@@ -81,6 +81,22 @@ impl M3 {
             )
             .map_err(|e| Error::Invalid(format!("reading an output: {e}")))
         };
+        let hidden = h.size()[2];
+        let fits = |head: &Head, out: Option<i64>| {
+            let w = head.w.size();
+            w.len() == 2
+                && w[1] == hidden
+                && out.is_none_or(|o| w[0] == o)
+                && head.b.size() == [w[0]]
+        };
+        if !fits(&self.sparse, Some(1)) || !fits(&self.colbert, None) {
+            return Err(Error::Weights(format!(
+                "the sparse head must be ({hidden} → 1) and the ColBERT head ({hidden} → n), not \
+                 {:?} and {:?}",
+                self.sparse.w.size(),
+                self.colbert.w.size()
+            )));
+        }
         let dense = {
             let cls = h.select(1, 0).to_kind(Kind::Float);
             cls.shallow_clone() / cls.norm_scalaropt_dim(2, [-1], true).clamp_min(1e-12)
@@ -103,6 +119,10 @@ impl M3 {
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
         let w_v = read(&weights)?;
+        // One copy to the host for each output, then slices per row and token.
+        let (dense_v, col_v) = (read(&dense)?, read(&col)?);
+        let cdim = col.size()[2] as usize;
+        let hd = hidden as usize;
         let mut out = Vec::with_capacity(b as usize);
         for r in 0..b {
             let len: i64 = mask_v[(r * t) as usize..((r + 1) * t) as usize]
@@ -118,11 +138,14 @@ impl M3 {
                 let e = sparse.entry(id).or_insert(0f32);
                 *e = e.max(w);
             }
-            let colbert = (0..(len - 1).max(0))
-                .map(|j| read(&col.get(r).get(j)))
-                .collect::<Result<Vec<_>>>()?;
+            let colbert = (0..(len - 1).max(0) as usize)
+                .map(|j| {
+                    let at = (r as usize * (t as usize - 1) + j) * cdim;
+                    col_v[at..at + cdim].to_vec()
+                })
+                .collect();
             out.push(M3Output {
-                dense: read(&dense.get(r))?,
+                dense: dense_v[r as usize * hd..(r as usize + 1) * hd].to_vec(),
                 sparse,
                 colbert,
             });

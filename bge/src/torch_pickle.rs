@@ -354,17 +354,18 @@ pub fn load_state_dict(
         let width = stored.elt_size_in_bytes();
         let numel = (bytes.len() / width) as i64;
         // The furthest element the view reaches must lie inside the storage.
-        let reach = offset
-            + size
-                .iter()
-                .zip(&stride)
-                .map(|(s, t)| (s - 1).max(0) * t)
-                .sum::<i64>();
-        if stride.len() != size.len() || offset < 0 || (!size.contains(&0) && reach >= numel) {
+        let reach = size.iter().zip(&stride).try_fold(offset, |acc, (&s, &t)| {
+            acc.checked_add((s - 1).max(0).checked_mul(t)?)
+        });
+        let signed = size.iter().chain(&stride).any(|&x| x < 0);
+        let inside = size.contains(&0) || reach.is_some_and(|r| r < numel);
+        if stride.len() != size.len() || offset < 0 || signed || !inside {
             return Err(fail(format!("tensor `{name}` reaches past its storage")));
         }
-        let base = Tensor::from_data_size(&bytes[..numel as usize * width], &[numel], stored);
-        let t = base.as_strided(&size, &stride, Some(offset)).contiguous();
+        let base = Tensor::f_from_data_size(&bytes[..numel as usize * width], &[numel], stored)?;
+        let t = base
+            .f_as_strided(&size, &stride, Some(offset))?
+            .contiguous();
         let t = if t.is_floating_point() {
             t.to_kind(kind)
         } else {

@@ -134,6 +134,7 @@ fn finetune_lowers_loss_and_saves_a_sentence_transformers_folder() {
         tmp.path(),
     );
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(ours.len(), want["embeddings"].as_array().unwrap().len());
     for (a, b) in ours.iter().zip(want["embeddings"].as_array().unwrap()) {
         let b: Vec<f64> = b
             .as_array()

@@ -19,7 +19,9 @@ fn m3_outputs_match_flagembeddings_formulas() {
     let mask = tch::Tensor::from_slice(&common::int_rows(&r["mask"])).view([2, 8]);
     let out = m3.forward(&bert, &ids, &mask).unwrap();
     let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
+    assert_eq!(out.len(), r["outputs"].as_array().unwrap().len());
     for (o, want) in out.iter().zip(r["outputs"].as_array().unwrap()) {
+        assert_eq!(o.dense.len(), want["dense"].as_array().unwrap().len());
         for (a, b) in o.dense.iter().zip(want["dense"].as_array().unwrap()) {
             close(*a as f64, b.as_f64().unwrap(), "dense");
         }
@@ -35,6 +37,7 @@ fn m3_outputs_match_flagembeddings_formulas() {
         let cols = want["colbert"].as_array().unwrap();
         assert_eq!(o.colbert.len(), cols.len());
         for (v, w) in o.colbert.iter().zip(cols) {
+            assert_eq!(v.len(), w.as_array().unwrap().len());
             for (a, b) in v.iter().zip(w.as_array().unwrap()) {
                 close(*a as f64, b.as_f64().unwrap(), "colbert");
             }

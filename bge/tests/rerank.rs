@@ -61,6 +61,7 @@ fn reranker_scores_match_transformers() {
             rr.batch_size = batch;
             let got = rr.score(&pairs, false).unwrap();
             let sig = rr.score(&pairs, true).unwrap();
+            assert_eq!((got.len(), sig.len()), (want.len(), want.len()));
             for ((g, s), w) in got.iter().zip(&sig).zip(&want) {
                 assert!((*g as f64 - w).abs() < 1e-5, "{name} logit {g} vs {w}");
                 let ws = 1.0 / (1.0 + (-w).exp());

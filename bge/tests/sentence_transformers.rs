@@ -56,6 +56,7 @@ fn minilm_matches_sentence_transformers() {
         want["max_seq_length"].as_u64().unwrap()
     );
     let ids = enc.tokenize(&sentences()).unwrap();
+    assert_eq!(ids.len(), want["ids"].as_array().unwrap().len());
     for (i, (ours, theirs)) in ids.iter().zip(want["ids"].as_array().unwrap()).enumerate() {
         let theirs: Vec<u32> = theirs
             .as_array()
@@ -66,6 +67,7 @@ fn minilm_matches_sentence_transformers() {
         assert_eq!(ours, &theirs, "sentence {i}");
     }
     let got = enc.encode(&sentences()).unwrap();
+    assert_eq!(got.len(), want["embeddings"].as_array().unwrap().len());
     let mut worst = 1f64;
     for (i, (a, b)) in got
         .iter()

@@ -125,7 +125,19 @@ fn embeddings_over_http() {
         .unwrap()
         .into_string()
         .unwrap();
-    assert!(metrics.contains("bge_requests_total") && metrics.contains("bge_errors_total"));
+    let counter = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    // The 413 and the four 422 answers above are among the errors counted.
+    assert!(counter("bge_errors_total") >= 5, "{metrics}");
+    assert!(
+        counter("bge_requests_total") > counter("bge_errors_total"),
+        "{metrics}"
+    );
     let info: Value = ureq::get(&format!("{base}/info"))
         .call()
         .unwrap()

@@ -134,6 +134,7 @@ fn m3_sparse_and_colbert_over_http() {
         None,
     );
     assert_eq!(code, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), want.len());
     for (got, w) in v.as_array().unwrap().iter().zip(&want) {
         let got = got.as_array().unwrap();
         assert_eq!(got.len(), w.sparse.len(), "{got:?} vs {:?}", w.sparse);
@@ -148,10 +149,12 @@ fn m3_sparse_and_colbert_over_http() {
         None,
     );
     assert_eq!(code, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), want.len());
     for (got, w) in v.as_array().unwrap().iter().zip(&want) {
         let got = got.as_array().unwrap();
         assert_eq!(got.len(), w.colbert.len());
         for (g, c) in got.iter().zip(&w.colbert) {
+            assert_eq!(g.as_array().unwrap().len(), c.len());
             assert!(floats(g)
                 .iter()
                 .zip(c)
@@ -164,6 +167,7 @@ fn m3_sparse_and_colbert_over_http() {
         None,
     );
     assert_eq!(code, 200, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), want.len());
     for (got, w) in v.as_array().unwrap().iter().zip(&want) {
         assert!(floats(got)
             .iter()

@@ -3,7 +3,7 @@
 //! heads) and over query blocks (dQ: each task owns its rows). Probabilities are recomputed
 //! from the forward's log-sum-exp: P = exp(scale·q·k − lse).
 
-use crate::forward::{dot, last_visible, Attention, Options, BC, BR};
+use crate::forward::{dot, last_visible, reach, Attention, Options, BC, BR};
 use crate::matmul::{matmul, Mat};
 use crate::shape::{check, expect, rows, Dims};
 use crate::vexp::exp_inplace;
@@ -32,6 +32,12 @@ pub fn flash_attention_backward(
     let dims = check(q, k, v, opts.sm_scale)?;
     let Dims { b, hq, hk, m, n, d } = dims;
     expect("do", d_o, &[b, hq, m, d])?;
+    if fwd.opts != opts {
+        return Err(crate::Error::Shape {
+            arg: "opts",
+            message: format!("{opts:?} differ from the forward's {:?}", fwd.opts),
+        });
+    }
     if fwd.dims != dims || fwd.o.len() != b * hq * m * d || fwd.lse.len() != b * hq * m {
         return Err(crate::Error::Shape {
             arg: "fwd",
@@ -156,6 +162,26 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// P (into `s`) and dS (into `dp`) of tile `t` from its rows of q and do (`qb`, `ob`) and
+    /// its keys and values (`kb`, `vb`): what both sweeps need before they accumulate.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        t: Tile,
+        qb: &[f32],
+        ob: &[f32],
+        kb: &[f32],
+        vb: &[f32],
+        s: &mut [f32],
+        dp: &mut [f32],
+    ) {
+        let (r, c, d) = (t.r, t.c, self.dims.d);
+        matmul(s, r, c, d, Mat::rows(qb, d), Mat::transposed(kb, d), false);
+        self.probabilities(s, t);
+        matmul(dp, r, c, d, Mat::rows(ob, d), Mat::transposed(vb, d), false);
+        self.score_grads(dp, s, t);
+    }
+
     /// dK, dV of keys `c0..` (as many as the block holds) of key head `kh`.
     fn key_block(&self, bi: usize, kh: usize, c0: usize, dk: &mut [f32], dv: &mut [f32]) {
         let Dims { m, n, d, .. } = self.dims;
@@ -170,54 +196,20 @@ impl Ctx<'_, '_> {
             while r0 < m {
                 let r = BR.min(m - r0);
                 // Rows whose last visible key is before this block contribute nothing.
-                let sees =
-                    last_visible(r0 + r - 1, m, n, self.opts.causal).is_some_and(|l| l >= c0);
-                if sees {
+                if reach(r0, r, m, n, self.opts.causal) > c0 {
                     rows(self.q, bi, h, r0, r, &mut qb);
                     rows(self.d_o, bi, h, r0, r, &mut ob);
                     let (s, dp) = (&mut s[..r * c], &mut dp[..r * c]);
-                    matmul(
-                        s,
+                    let t = Tile {
+                        bi,
+                        h,
+                        r0,
                         r,
+                        c0,
                         c,
-                        d,
-                        Mat::rows(&qb, d),
-                        Mat::transposed(&kb, d),
-                        false,
-                    );
-                    self.probabilities(
-                        s,
-                        Tile {
-                            bi,
-                            h,
-                            r0,
-                            r,
-                            c0,
-                            c,
-                        },
-                    );
+                    };
+                    self.tile(t, &qb, &ob, &kb, &vb, s, dp);
                     matmul(dv, c, d, r, Mat::transposed(s, c), Mat::rows(&ob, d), true);
-                    matmul(
-                        dp,
-                        r,
-                        c,
-                        d,
-                        Mat::rows(&ob, d),
-                        Mat::transposed(&vb, d),
-                        false,
-                    );
-                    self.score_grads(
-                        dp,
-                        s,
-                        Tile {
-                            bi,
-                            h,
-                            r0,
-                            r,
-                            c0,
-                            c,
-                        },
-                    );
                     matmul(dk, c, d, r, Mat::transposed(dp, c), Mat::rows(&qb, d), true);
                 }
                 r0 += r;
@@ -234,27 +226,13 @@ impl Ctx<'_, '_> {
         let (mut s, mut dp) = (vec![0f32; r * BC], vec![0f32; r * BC]);
         rows(self.q, bi, h, r0, r, &mut qb);
         rows(self.d_o, bi, h, r0, r, &mut ob);
-        let reach = (0..r)
-            .filter_map(|i| last_visible(r0 + i, m, n, self.opts.causal))
-            .max()
-            .map_or(0, |l| l + 1);
         let mut c0 = 0;
-        while c0 < reach {
+        while c0 < reach(r0, r, m, n, self.opts.causal) {
             let c = BC.min(n - c0);
             rows(self.k, bi, kh, c0, c, &mut kb);
             rows(self.v, bi, kh, c0, c, &mut vb);
             let (s, dp) = (&mut s[..r * c], &mut dp[..r * c]);
-            matmul(
-                s,
-                r,
-                c,
-                d,
-                Mat::rows(&qb, d),
-                Mat::transposed(&kb, d),
-                false,
-            );
-            self.probabilities(
-                s,
+            self.tile(
                 Tile {
                     bi,
                     h,
@@ -263,27 +241,12 @@ impl Ctx<'_, '_> {
                     c0,
                     c,
                 },
-            );
-            matmul(
-                dp,
-                r,
-                c,
-                d,
-                Mat::rows(&ob, d),
-                Mat::transposed(&vb, d),
-                false,
-            );
-            self.score_grads(
-                dp,
+                &qb,
+                &ob,
+                &kb,
+                &vb,
                 s,
-                Tile {
-                    bi,
-                    h,
-                    r0,
-                    r,
-                    c0,
-                    c,
-                },
+                dp,
             );
             matmul(dq, r, d, c, Mat::rows(dp, c), Mat::rows(&kb, d), true);
             c0 += c;

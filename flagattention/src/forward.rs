@@ -13,7 +13,7 @@ use rayon::prelude::*;
 pub(crate) const BR: usize = 64;
 pub(crate) const BC: usize = 64;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
     /// Bottom-right aligned causal mask.
     pub causal: bool,
@@ -36,6 +36,8 @@ impl Options {
 #[derive(Clone, Debug)]
 pub struct Attention {
     pub dims: Dims,
+    /// The options it ran with: the backward must use the same.
+    pub opts: Options,
     pub o: Vec<f32>,
     pub lse: Vec<f32>,
 }
@@ -69,6 +71,16 @@ pub(crate) fn last_visible(i: usize, m: usize, n: usize, causal: bool) -> Option
     (lim >= 0).then(|| (lim as usize).min(n.saturating_sub(1)))
 }
 
+/// Keys rows `r0..r0 + r` see at most: one past the last visible key of the block's last
+/// row (the latest under the bottom-right mask); 0 when none sees any.
+#[inline]
+pub(crate) fn reach(r0: usize, r: usize, m: usize, n: usize, causal: bool) -> usize {
+    match r {
+        0 => 0,
+        _ => last_visible(r0 + r - 1, m, n, causal).map_or(0, |l| l + 1),
+    }
+}
+
 /// Attention of q (B, Hq, M, D) over k, v (B, Hk, N, D).
 pub fn flash_attention(
     q: &TensorView<'_, f32>,
@@ -81,7 +93,7 @@ pub fn flash_attention(
     let mut o = vec![0f32; dims.b * hq * m * d];
     let mut lse = vec![f32::NEG_INFINITY; dims.b * hq * m];
     if m == 0 || d == 0 {
-        return Ok(Attention { dims, o, lse });
+        return Ok(Attention { dims, opts, o, lse });
     }
     o.par_chunks_mut(m * d)
         .zip(lse.par_chunks_mut(m))
@@ -97,7 +109,7 @@ pub fn flash_attention(
                     block(q, k, v, opts, dims, bi, h, kh, blk * BR, o_blk, lse_blk);
                 });
         });
-    Ok(Attention { dims, o, lse })
+    Ok(Attention { dims, opts, o, lse })
 }
 
 /// One block of query rows `start..` (as many as `lse_blk` holds) of head `h`.
@@ -127,7 +139,7 @@ fn block(
     let last: Vec<Option<usize>> = (0..r)
         .map(|i| last_visible(start + i, m, n, opts.causal))
         .collect();
-    let reach = last.iter().flatten().max().map_or(0, |&l| l + 1);
+    let reach = reach(start, r, m, n, opts.causal);
     let mut c0 = 0;
     while c0 < reach {
         let c = BC.min(n - c0);

@@ -1,6 +1,7 @@
 //! flagattention: memory-efficient attention (Dao et al., 2022, "FlashAttention: Fast and
-//! Memory-Efficient Exact Attention with IO-Awareness"; FlashAttention-2's work split) with
-//! FlagAttention's semantics, on the CPU, depending on `flagcore` only.
+//! Memory-Efficient Exact Attention with IO-Awareness") with FlagAttention's semantics, on the
+//! CPU, depending on `flagcore` only; the backward runs two sweeps (key blocks, then query
+//! blocks) so that no task needs atomics.
 //!
 //! Layout (B, H, T, D) through [`flagcore::TensorView`] (any strides). [`flash_attention`]
 //! runs blocked over query rows and key blocks with an online softmax, so nothing of size

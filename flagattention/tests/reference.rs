@@ -166,9 +166,16 @@ fn normal(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
 }
 
 fn max_err(a: &[f64], r: &[f64]) -> f64 {
+    assert_eq!(a.len(), r.len());
+    // Equal values (−∞ LSE included) count 0; a NaN anywhere counts as infinitely wrong
+    // (f64::max would drop it).
     a.iter()
         .zip(r)
-        .map(|(x, y)| if x == y { 0.0 } else { (x - y).abs() })
+        .map(|(x, y)| match (x == y, (x - y).abs()) {
+            (true, _) => 0.0,
+            (false, e) if e.is_nan() => f64::INFINITY,
+            (false, e) => e,
+        })
         .fold(0.0, f64::max)
 }
 

@@ -18,8 +18,10 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// Uniform in 0..n (rejection sampling, no modulo bias).
+    /// Uniform in 0..n (rejection sampling, no modulo bias). Panics when `n` is 0: there is
+    /// nothing to draw, and every caller draws from a non-empty range.
     pub fn below(&mut self, n: usize) -> usize {
+        assert!(n > 0, "Rng::below(0): empty range");
         let n = n as u64;
         let zone = u64::MAX - u64::MAX % n;
         loop {

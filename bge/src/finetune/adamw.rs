@@ -46,11 +46,15 @@ impl AdamW {
                 .map(|s| s.0.grad())
                 .filter(|g| g.defined())
                 .collect();
-            let total = grads
+            if grads.is_empty() {
+                return 0.0;
+            }
+            // One host read for the whole norm, not one per parameter.
+            let norms: Vec<Tensor> = grads
                 .iter()
-                .map(|g| g.square().sum(tch::Kind::Double).double_value(&[]))
-                .sum::<f64>()
-                .sqrt();
+                .map(|g| g.norm().to_kind(tch::Kind::Double))
+                .collect();
+            let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
             if total > max_norm {
                 let scale = max_norm / (total + 1e-6);
                 for mut g in grads {

@@ -59,6 +59,12 @@ pub fn mine(
             .cloned()
             .collect()
     });
+    // Each text once: a repeated text must not come back as another copy of a positive.
+    let mut seen = HashSet::new();
+    let pool: Vec<String> = pool
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect();
     if pool.is_empty() {
         return Err(Error::Invalid("the candidate pool is empty".into()));
     }

@@ -72,17 +72,6 @@ fn truncating(tok: &tokenizers::Tokenizer, max_length: usize) -> Result<tokenize
     Ok(t)
 }
 
-fn ids(tok: &tokenizers::Tokenizer, texts: &[String]) -> Result<Vec<Vec<u32>>> {
-    texts
-        .iter()
-        .map(|t| {
-            tok.encode(t.as_str(), true)
-                .map(|e| e.get_ids().to_vec())
-                .map_err(|e| Error::Invalid(format!("tokenizing: {e}")))
-        })
-        .collect()
-}
-
 /// The passages of one query's group: a random positive, then `group_size − 1` negatives
 /// sampled without replacement (with repetition only when there are too few).
 fn group(ex: &Example, group_size: usize, rng: &mut Rng) -> Vec<String> {
@@ -118,9 +107,12 @@ pub fn train(
             "group size ≥ 2, batch size ≥ 1 and a positive temperature are needed".into(),
         ));
     }
-    if let Some(i) = examples.iter().position(|e| e.neg.is_empty()) {
+    if let Some(i) = examples
+        .iter()
+        .position(|e| e.neg.is_empty() || e.pos.is_empty())
+    {
         return Err(Error::Invalid(format!(
-            "example {} (`{}`) has no negatives: mine them first (bge mine-negatives)",
+            "example {} (`{}`) lacks positives or negatives (mine negatives first: bge mine-negatives)",
             i + 1,
             short(&examples[i].query)
         )));
@@ -181,7 +173,7 @@ pub fn train(
                 .flat_map(|&i| group(&examples[i], opts.group_size, &mut rng))
                 .collect();
             let embed = |tok: &tokenizers::Tokenizer, texts: &[String]| -> Result<Tensor> {
-                let rows = ids(tok, texts)?;
+                let rows = crate::encoder::token_ids(tok, texts)?;
                 let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
                 let (i, m) = encoder.batch(&rows);
                 encoder.embed(&i, &m, true, true)

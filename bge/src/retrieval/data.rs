@@ -61,7 +61,17 @@ impl Dataset {
         }
         let p = dir.join("qrels.jsonl");
         for (n, v) in lines(&p)? {
-            let rel = v["relevance"].as_i64().unwrap_or(1);
+            // Absent means relevant (a qrels line states a judgement); otherwise a number.
+            let rel = match &v["relevance"] {
+                Value::Null => 1,
+                r => r
+                    .as_f64()
+                    .filter(|x| x.is_finite() && x.fract() == 0.0)
+                    .ok_or_else(|| Error::File {
+                        path: p.clone(),
+                        message: format!("line {n}: `relevance` must be an integer"),
+                    })? as i64,
+            };
             d.qrels
                 .entry(field(&p, n, &v, "qid")?)
                 .or_default()

@@ -157,7 +157,11 @@ pub fn spawn(
             let ids: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
             let types: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.types.iter().cloned()).collect();
             observe(ids.len());
-            let result = model.run(jobs[0].task, &ids, &types);
+            // A panic inside libtorch (out of memory, say) fails this batch, not the server.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                model.run(jobs[0].task, &ids, &types)
+            }))
+            .unwrap_or_else(|_| Err(Error::Invalid("the model failed on this batch".into())));
             let mut at = 0;
             for j in jobs {
                 let n = j.ids.len();

@@ -1,4 +1,4 @@
-//! `flagattention bench`: forward and backward throughput (TFLOP/s by FlashAttention's count:
+//! `flagattention bench`: forward and backward throughput (GFLOP/s by FlashAttention's count:
 //! forward 4·B·H·M·N·D, backward 2.5× that, causal half) of ours and of libtorch's CPU
 //! `scaled_dot_product_attention` (run by `scripts/sdpa_bench.py` in the same invocation),
 //! with the ratio, and the process's peak RSS after each of our runs.

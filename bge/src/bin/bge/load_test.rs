@@ -14,14 +14,21 @@ fn load_texts(client: usize, n: usize, batch: usize) -> Vec<String> {
 }
 
 pub fn load_test(url: &str, clients: usize, seconds: u64, batch: usize) -> anyhow::Result<()> {
-    let host = url
+    // host[:port] up to the path; brackets around an IPv6 address.
+    let authority = url
         .strip_prefix("http://")
-        .and_then(|r| r.split(['/', ':']).next())
+        .and_then(|r| r.split('/').next())
         .unwrap_or("");
-    anyhow::ensure!(
-        matches!(host, "127.0.0.1" | "localhost" | "[::1]"),
-        "--url {url}: load tests target loopback only"
-    );
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(loopback, "--url {url}: load tests target loopback only");
     let endpoint = format!("{}/embed", url.trim_end_matches('/'));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let results: Vec<(Vec<f64>, usize)> = std::thread::scope(|s| {
@@ -48,7 +55,8 @@ pub fn load_test(url: &str, clients: usize, seconds: u64, batch: usize) -> anyho
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            // A client thread that died counts as one error.
+            .map(|h| h.join().unwrap_or((Vec::new(), 1)))
             .collect()
     });
     let errors: usize = results.iter().map(|r| r.1).sum();

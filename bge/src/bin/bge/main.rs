@@ -173,8 +173,14 @@ fn write_results(
 ) -> anyhow::Result<()> {
     let doc = bge::results::document(model, tasks, &manifest.started_at, extra)?;
     flagcore::fsutil::write_atomic(output, &serde_json::to_vec_pretty(&doc)?)?;
+    // A retrieval set is a folder of three files; a pair set or task.json is one file.
+    let files = ["corpus.jsonl", "queries.jsonl", "qrels.jsonl"].map(|f| data.join(f));
     if data.is_file() {
         manifest.add_input(data)?;
+    } else {
+        for f in files.iter().filter(|f| f.is_file()) {
+            manifest.add_input(f)?;
+        }
     }
     manifest.add_output(output)?;
     manifest.finish();
@@ -371,4 +377,37 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_parses_beside_the_global_flags() {
+        // Catches flag-name clashes between globals and subcommands, which clap only reports
+        // when the value is read.
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "bge",
+            "--dtype",
+            "bf16",
+            "index",
+            "--model",
+            "m",
+            "--corpus",
+            "c",
+            "--output",
+            "o",
+            "--index-dtype",
+            "f16",
+        ])
+        .unwrap();
+        assert!(matches!(cli.dtype, Dtype::Bf16));
+        let Command::Index(a) = cli.command else {
+            panic!("not index")
+        };
+        assert!(format!("{a:?}").contains("index_dtype: \"f16\""));
+    }
 }
