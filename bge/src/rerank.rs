@@ -12,6 +12,23 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+/// Token ids and types of a (query, passage) pair as `tok` cuts it (longest first), and
+/// whether the cut removed anything.
+pub fn tokenize_pair(
+    tok: &tokenizers::Tokenizer,
+    query: &str,
+    passage: &str,
+) -> Result<(Vec<u32>, Vec<u32>, bool)> {
+    let e = tok
+        .encode((query, passage), true)
+        .map_err(|e| Error::Invalid(format!("tokenizing a pair: {e}")))?;
+    Ok((
+        e.get_ids().to_vec(),
+        e.get_type_ids().to_vec(),
+        !e.get_overflowing().is_empty(),
+    ))
+}
+
 #[derive(Debug)]
 struct Dense {
     w: Tensor,
@@ -126,15 +143,7 @@ impl Reranker {
     /// Token ids and types of a (query, passage) pair, cut to `max_length` (longest first),
     /// and whether the cut removed anything.
     pub fn tokenize_pair(&self, query: &str, passage: &str) -> Result<(Vec<u32>, Vec<u32>, bool)> {
-        let e = self
-            .tokenizer
-            .encode((query, passage), true)
-            .map_err(|e| Error::Invalid(format!("tokenizing a pair: {e}")))?;
-        Ok((
-            e.get_ids().to_vec(),
-            e.get_type_ids().to_vec(),
-            !e.get_overflowing().is_empty(),
-        ))
+        tokenize_pair(&self.tokenizer, query, passage)
     }
 
     /// A score per (query, passage) pair, in the pairs' order; `sigmoid` maps logits to (0, 1).

@@ -4,11 +4,10 @@
 //! window holds too few, the rest are drawn from the whole pool.
 
 use super::data::Example;
-use crate::retrieval::search;
+use crate::retrieval::{rows_tensor, search};
 use crate::{Encoder, Error, Result};
 use flagcore::rng::Rng;
 use std::collections::{HashMap, HashSet};
-use tch::Tensor;
 
 #[derive(Clone, Debug)]
 pub struct MineOptions {
@@ -28,12 +27,6 @@ impl Default for MineOptions {
             seed: 42,
         }
     }
-}
-
-fn rows_to_tensor(v: Vec<Vec<f32>>) -> Tensor {
-    let dim = v.first().map_or(1, Vec::len).max(1) as i64;
-    let flat: Vec<f32> = v.into_iter().flatten().collect();
-    Tensor::from_slice(&flat).view([-1, dim])
 }
 
 /// Replaces each example's `neg` with mined negatives. `pool` is the candidate corpus; without
@@ -73,9 +66,9 @@ pub fn mine(
         .enumerate()
         .map(|(i, t)| (t.as_str(), i))
         .collect();
-    let corpus = rows_to_tensor(encoder.encode(&pool)?);
+    let corpus = rows_tensor(&encoder.encode(&pool)?);
     let queries: Vec<&str> = examples.iter().map(|e| e.query.as_str()).collect();
-    let q = rows_to_tensor(encoder.encode_queries(&queries, &opts.query_instruction)?);
+    let q = rows_tensor(&encoder.encode_queries(&queries, &opts.query_instruction)?);
     let hits = search(&q, &corpus, end, 256)?;
     let mut rng = Rng::new(opts.seed);
     for (ex, hits) in examples.iter_mut().zip(hits) {

@@ -9,6 +9,12 @@ pub mod metrics;
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
+/// Embedding rows (all of one length) as an (n, dim) f32 tensor.
+pub fn rows_tensor(rows: &[Vec<f32>]) -> Tensor {
+    let dim = rows.first().map_or(1, Vec::len).max(1) as i64;
+    Tensor::from_slice(&rows.concat()).view([-1, dim])
+}
+
 /// The `k` best corpus rows for each query row by inner product (cosine for normalised
 /// vectors), best first: (corpus index, score). Queries go `batch` at a time, so memory is
 /// `batch × corpus` scores.
@@ -60,18 +66,13 @@ pub fn evaluate(
 ) -> Result<Vec<(String, f64)>> {
     let docs: Vec<&str> = data.corpus.iter().map(|(_, t)| t.as_str()).collect();
     let queries: Vec<&str> = data.queries.iter().map(|(_, t)| t.as_str()).collect();
-    let to_tensor = |v: Vec<Vec<f32>>| -> Result<Tensor> {
-        let dim = v.first().map_or(0, Vec::len) as i64;
-        let flat: Vec<f32> = v.into_iter().flatten().collect();
-        Ok(Tensor::from_slice(&flat).view([-1, dim.max(1)]))
-    };
     if docs.is_empty() || queries.is_empty() {
         return Err(Error::Invalid(
             "the retrieval set has no documents or no queries".into(),
         ));
     }
-    let corpus = to_tensor(encoder.encode(&docs)?)?;
-    let q = to_tensor(encoder.encode_queries(&queries, instruction)?)?;
+    let corpus = rows_tensor(&encoder.encode(&docs)?);
+    let q = rows_tensor(&encoder.encode_queries(&queries, instruction)?);
     let hits = search(&q, &corpus, 100, 256)?;
     let rankings = data
         .queries

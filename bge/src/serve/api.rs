@@ -147,10 +147,11 @@ pub async fn rerank(State(s): State<Arc<AppState>>, headers: HeaderMap, body: By
         let truncate = v["truncate"].as_bool().unwrap_or(false) || s.opts.auto_truncate;
         let (mut ids, mut types) = (Vec::new(), Vec::new());
         for (i, t) in texts.iter().enumerate() {
-            let e = s.tokenizer.encode((query, t.as_str()), true).map_err(|e| {
-                s.fail(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string())
-            })?;
-            if !e.get_overflowing().is_empty() && !truncate {
+            let (pair_ids, pair_types, cut) = crate::rerank::tokenize_pair(&s.tokenizer, query, t)
+                .map_err(|e| {
+                    s.fail(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string())
+                })?;
+            if cut && !truncate {
                 return Err(s.fail(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "Validation",
@@ -160,8 +161,8 @@ pub async fn rerank(State(s): State<Arc<AppState>>, headers: HeaderMap, body: By
                     ),
                 ));
             }
-            ids.push(e.get_ids().to_vec());
-            types.push(e.get_type_ids().to_vec());
+            ids.push(pair_ids);
+            types.push(pair_types);
         }
         let raw = v["raw_scores"].as_bool().unwrap_or(false);
         let Output::Scores(scores) = s.run(Task::Rerank { raw }, ids, types).await? else {

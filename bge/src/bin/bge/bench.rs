@@ -26,8 +26,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// Dtypes to compare, each on both sides.
-    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
-    dtypes: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "f32,bf16", value_parser = super::weight_dtype)]
+    dtypes: Vec<flagcore::DType>,
     /// A Python with sentence-transformers and torch importable (PYTHONPATH is passed on).
     #[arg(long, env = "BGE_BENCH_PYTHON", default_value = "python3")]
     python: PathBuf,
@@ -77,13 +77,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut tokens = 0;
     println!("| dtype | ours sent/s | sentence-transformers sent/s | ratio | worst cosine |");
     println!("|---|---|---|---|---|");
-    for name in &a.dtypes {
-        let (kind, py) = match name.as_str() {
-            "f32" => (tch::Kind::Float, "float32"),
-            "bf16" => (tch::Kind::BFloat16, "bfloat16"),
-            other => anyhow::bail!("--dtypes: `{other}` is not f32 or bf16"),
+    for &dtype in &a.dtypes {
+        // torch's name for it, which the script resolves with getattr(torch, …).
+        let py = match dtype {
+            flagcore::DType::BF16 => "bfloat16",
+            flagcore::DType::F16 => "float16",
+            _ => "float32",
         };
-        let mut enc = bge::Encoder::load(&a.model, kind, tch::Device::Cpu)?;
+        let name = dtype.to_string();
+        let mut enc = bge::Encoder::load(&a.model, dtype.into(), tch::Device::Cpu)?;
         enc.batch_size = a.batch_size.max(1);
         tokens = enc.tokenize(&texts)?.iter().map(Vec::len).sum();
         enc.encode(&texts[..a.batch_size.min(texts.len())])?;
@@ -118,7 +120,22 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         let st_s = st["seconds"]
             .as_f64()
             .context("no `seconds` from the script")?;
+        // Both sides must use the same cores, or the ratio compares thread counts.
+        let threads = st["threads"]
+            .as_i64()
+            .context("no `threads` from the script")?;
+        anyhow::ensure!(
+            threads == tch::get_num_threads() as i64,
+            "sentence-transformers ran with {threads} torch threads, ours with {}",
+            tch::get_num_threads()
+        );
         let theirs = st["embeddings"].as_array().context("no `embeddings`")?;
+        anyhow::ensure!(
+            theirs.len() == ours.len(),
+            "the script returned {} embeddings for {} sentences",
+            theirs.len(),
+            ours.len()
+        );
         let mut worst = f64::INFINITY;
         for (o, t) in ours.iter().zip(theirs) {
             let t: Vec<f64> = t

@@ -22,8 +22,8 @@ struct Cli {
     #[command(flatten)]
     log: flagcore::telemetry::LogArgs,
     /// Weights' dtype for every model the command loads.
-    #[arg(long, global = true, env = "BGE_DTYPE", value_enum, default_value_t = Dtype::F32)]
-    dtype: Dtype,
+    #[arg(long, global = true, env = "BGE_DTYPE", value_parser = weight_dtype, default_value = "f32")]
+    dtype: flagcore::DType,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, global = true, env = "BGE_DEVICE", default_value = "cpu")]
     device: flagcore::Device,
@@ -156,7 +156,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     flagcore::telemetry::exit_code(cli.log.init().map_err(anyhow::Error::from).and_then(|()| {
         let device = cli.device.resolve_tch().context("--device")?;
-        let _ = PLACEMENT.set((cli.dtype.kind(), device));
+        let _ = PLACEMENT.set((cli.dtype.into(), device));
         run(cli.command)
     }))
 }
@@ -189,21 +189,12 @@ fn write_results(
     Ok(())
 }
 
-/// Weights' dtype (bf16 runs on AMX / tensor cores; scores move by ~1e-3).
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum Dtype {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl Dtype {
-    pub fn kind(self) -> tch::Kind {
-        match self {
-            Dtype::F32 => tch::Kind::Float,
-            Dtype::Bf16 => tch::Kind::BFloat16,
-            Dtype::F16 => tch::Kind::Half,
-        }
+/// A weights' dtype in flagcore's spelling, floating-point only (f32, bf16, f16).
+fn weight_dtype(s: &str) -> Result<flagcore::DType, String> {
+    use flagcore::DType;
+    match s.parse::<DType>().map_err(|e| e.to_string())? {
+        d @ (DType::F32 | DType::BF16 | DType::F16) => Ok(d),
+        other => Err(format!("{other}: weights load as f32, bf16 or f16")),
     }
 }
 
@@ -404,7 +395,8 @@ mod tests {
             "f16",
         ])
         .unwrap();
-        assert!(matches!(cli.dtype, Dtype::Bf16));
+        assert_eq!(cli.dtype, flagcore::DType::BF16);
+        assert!(Cli::try_parse_from(["bge", "--dtype", "i64", "load"]).is_err());
         let Command::Index(a) = cli.command else {
             panic!("not index")
         };

@@ -5,8 +5,8 @@
 use anyhow::Context;
 use bge::retrieval::data::Dataset;
 use bge::retrieval::index::{recall, Index, Meta};
+use bge::retrieval::rows_tensor;
 use std::path::PathBuf;
-use tch::Tensor;
 
 #[derive(clap::Args, Debug)]
 pub struct IndexArgs {
@@ -82,11 +82,6 @@ pub struct RerankArgs {
     batch_size: usize,
 }
 
-fn to_tensor(rows: Vec<Vec<f32>>) -> Tensor {
-    let dim = rows.first().map_or(1, Vec::len).max(1) as i64;
-    Tensor::from_slice(&rows.concat()).view([-1, dim])
-}
-
 pub fn index(a: IndexArgs) -> anyhow::Result<()> {
     let corpus = Dataset::load_corpus(&a.corpus, true)?;
     anyhow::ensure!(
@@ -102,7 +97,7 @@ pub fn index(a: IndexArgs) -> anyhow::Result<()> {
     );
     let start = std::time::Instant::now();
     let texts: Vec<&str> = corpus.iter().map(|(_, t)| t.as_str()).collect();
-    let rows = to_tensor(encode_with_bar(&enc, &texts)?);
+    let rows = rows_tensor(&encode_with_bar(&enc, &texts)?);
     let ids: Vec<String> = corpus.into_iter().map(|(i, _)| i).collect();
     let meta = Meta {
         model: a.model.display().to_string(),
@@ -144,7 +139,7 @@ pub fn search(a: SearchArgs) -> anyhow::Result<()> {
     };
     let enc = super::load(&a.model, a.batch_size)?;
     let texts: Vec<&str> = queries.iter().map(|(_, t)| t.as_str()).collect();
-    let q = to_tensor(enc.encode_queries(&texts, &idx.meta.query_instruction)?);
+    let q = rows_tensor(&enc.encode_queries(&texts, &idx.meta.query_instruction)?);
     anyhow::ensure!(
         q.size()[1] as usize == idx.meta.dim,
         "--model gives {}-dim embeddings, the index holds {}",
