@@ -1,108 +1,135 @@
 //! An AVX-512 matrix-product kernel for the block shapes attention uses (a few dozen to a few
-//! hundred on each side): B packed in panels of 32 columns, A in panels of 12 rows, and a
-//! 12×32 register tile (24 accumulators) updated with one fused multiply-add per A element
-//! and B half-row. The `gemm` crate only reaches AVX-512 on nightly Rust; the intrinsics used
-//! here are stable.
+//! hundred on each side), reading both operands where they lie: no packing per call. A 12×32
+//! register tile (24 accumulators) takes, per step of the inner dimension, two 16-lane loads of
+//! B and twelve broadcasts of A, so A may have any strides (a row of the transpose costs the
+//! same as a row) and B needs unit stride only within its 32-column panels. Partial tiles use
+//! lane masks. The `gemm` crate only reaches AVX-512 on nightly Rust; these intrinsics are
+//! stable.
 
+use crate::matmul::{Lhs, Rhs, NR};
 use std::arch::x86_64::*;
 
 const MR: usize = 12;
-const NR: usize = 32;
 
-/// c (m×n, row stride `ldc`) = [c +] a·b with a (m×k) and b (k×n) given by element strides.
+/// c (m×n, row stride `ldc`) = [c +] a·b.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and every index the strides reach must lie inside the
-/// pointed-to buffers (the caller checks this).
+/// The CPU must have AVX-512F, and every element the operands address for these sizes must
+/// lie inside their buffers, and `c`'s inside `c` (the caller checks this).
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
-    a: *const f32,
-    a_rs: usize,
-    a_cs: usize,
-    b: *const f32,
-    b_rs: usize,
-    b_cs: usize,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
-    let panels_b = n.div_ceil(NR);
-    let panels_a = m.div_ceil(MR);
-    // Packed, zero-padded operands: b as [panel][k][32], a as [panel][k][12].
-    let mut pb = vec![0f32; panels_b * k * NR];
-    for p in 0..panels_b {
-        for kk in 0..k {
-            let row = &mut pb[(p * k + kk) * NR..(p * k + kk + 1) * NR];
-            for (j, x) in row.iter_mut().enumerate().take(NR.min(n - p * NR)) {
-                // SAFETY: (kk, p·NR + j) lies inside b (caller's contract).
-                *x = unsafe { *b.add(kk * b_rs + (p * NR + j) * b_cs) };
-            }
-        }
-    }
-    let mut pa = vec![0f32; panels_a * k * MR];
-    for p in 0..panels_a {
-        for kk in 0..k {
-            let col = &mut pa[(p * k + kk) * MR..(p * k + kk + 1) * MR];
-            for (i, x) in col.iter_mut().enumerate().take(MR.min(m - p * MR)) {
-                // SAFETY: (p·MR + i, kk) lies inside a (caller's contract).
-                *x = unsafe { *a.add((p * MR + i) * a_rs + kk * a_cs) };
-            }
-        }
-    }
-    let mut tile = [0f32; MR * NR];
-    for ip in 0..panels_a {
-        let rows = MR.min(m - ip * MR);
-        for jp in 0..panels_b {
-            let cols = NR.min(n - jp * NR);
-            // SAFETY: the packed panels hold k·MR and k·NR elements; AVX-512F is enabled.
+    let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+    for jp in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - jp * NR);
+        let masks = (lanes(cols.min(16)), lanes(cols.saturating_sub(16)));
+        let mut i = 0;
+        while i < m {
+            let r = MR.min(m - i);
+            // SAFETY: rows i..i + r and columns jp·NR..+cols lie inside the operands and c.
             unsafe {
-                micro(
+                let t = Tile {
                     k,
-                    pa.as_ptr().add(ip * k * MR),
-                    pb.as_ptr().add(jp * k * NR),
-                    tile.as_mut_ptr(),
-                );
-            }
-            for i in 0..rows {
-                for j in 0..cols {
-                    // SAFETY: (ip·MR + i, jp·NR + j) is inside the m×n destination.
-                    let dst = unsafe { &mut *c.add((ip * MR + i) * ldc + jp * NR + j) };
-                    let v = tile[i * NR + j];
-                    *dst = if accumulate { *dst + v } else { v };
+                    a: ap.add(i * a.rs),
+                    a_rs: a.rs,
+                    a_cs: a.cs,
+                    b: bp.add(jp * b.ps),
+                    ldb: b.ld,
+                    c: c.add(i * ldc + jp * NR),
+                    ldc,
+                    masks,
+                    accumulate,
+                };
+                match r {
+                    12 => t.run::<12>(),
+                    11 => t.run::<11>(),
+                    10 => t.run::<10>(),
+                    9 => t.run::<9>(),
+                    8 => t.run::<8>(),
+                    7 => t.run::<7>(),
+                    6 => t.run::<6>(),
+                    5 => t.run::<5>(),
+                    4 => t.run::<4>(),
+                    3 => t.run::<3>(),
+                    2 => t.run::<2>(),
+                    _ => t.run::<1>(),
                 }
             }
+            i += r;
         }
     }
 }
 
-/// The 12×32 tile of packed a (k×12) times packed b (k×32), stored row-major in `out`.
-#[target_feature(enable = "avx512f")]
-unsafe fn micro(k: usize, a: *const f32, b: *const f32, out: *mut f32) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    for kk in 0..k {
-        // SAFETY: kk < k, so both rows lie inside the packed panels.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_ps(b.add(kk * NR)),
-                _mm512_loadu_ps(b.add(kk * NR + 16)),
-            )
-        };
-        for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: as above.
-            let ai = _mm512_set1_ps(unsafe { *a.add(kk * MR + i) });
-            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+/// The mask of the first `n` (≤ 16) lanes.
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// One register tile: R rows of a times one panel of b, into c.
+struct Tile {
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    masks: (__mmask16, __mmask16),
+    accumulate: bool,
+}
+
+impl Tile {
+    /// # Safety
+    /// As [`matmul`]'s, for R rows of a, k steps and the panel's masked columns.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run<const R: usize>(&self) {
+        let (m0, m1) = self.masks;
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        if self.accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: row i's masked lanes lie inside c.
+                unsafe {
+                    let p = self.c.add(i * self.ldc);
+                    row[0] = _mm512_maskz_loadu_ps(m0, p);
+                    row[1] = _mm512_maskz_loadu_ps(m1, p.add(16));
+                }
+            }
         }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: `out` holds MR·NR elements.
-        unsafe {
-            _mm512_storeu_ps(out.add(i * NR), row[0]);
-            _mm512_storeu_ps(out.add(i * NR + 16), row[1]);
+        let (mut a, mut b) = (self.a, self.b);
+        for _ in 0..self.k {
+            // SAFETY: one step of the inner dimension: inside both operands.
+            unsafe {
+                let b0 = _mm512_maskz_loadu_ps(m0, b);
+                let b1 = _mm512_maskz_loadu_ps(m1, b.add(16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(i * self.a_rs));
+                    row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+                }
+                // Wrapping: the step past the last one may point beyond the buffers, unread.
+                a = a.wrapping_add(self.a_cs);
+                b = b.wrapping_add(self.ldb);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row i's masked lanes lie inside c.
+            unsafe {
+                let p = self.c.add(i * self.ldc);
+                _mm512_mask_storeu_ps(p, m0, row[0]);
+                _mm512_mask_storeu_ps(p.add(16), m1, row[1]);
+            }
         }
     }
 }

@@ -6,6 +6,8 @@ pub enum Error {
     Shape { arg: &'static str, message: String },
     #[error("`sm_scale` must be finite and positive, not {0}")]
     Scale(f32),
+    #[error("`dropout_p` must lie in [0, 1), not {0}")]
+    Dropout(f32),
     #[error("head dim {0} is not supported (16 to 256)")]
     HeadDim(usize),
     #[error("query heads ({hq}) must be a multiple of key/value heads ({hk})")]

@@ -13,13 +13,20 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod backward;
+mod dropout;
+mod dtype;
 mod error;
 mod forward;
 mod matmul;
+mod pack;
 mod shape;
+mod total;
 mod vexp;
 
 pub use backward::{flash_attention_backward, Grads};
+pub use dropout::Dropout;
+pub use dtype::Float;
 pub use error::{Error, Result};
 pub use forward::{flash_attention, Attention, Options};
+pub use half::{bf16, f16};
 pub use shape::Dims;

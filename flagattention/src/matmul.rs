@@ -1,19 +1,22 @@
 //! A safe face on the matrix-product kernels: our AVX-512 one (`avx512.rs`) where the CPU has
-//! it, else the `gemm` crate's (AVX2 / SSE, dispatched at run time):
-//! c (m×n, row-major) = [c +] a·b, with a and b given by strides, bounds checked up front.
+//! it, else the `gemm` crate's (AVX2 / SSE, dispatched at run time, one panel at a time):
+//! c = [c +] a·b with a by any strides and b in column panels, bounds checked up front.
 
-/// A matrix operand: its slice and the strides of a row step and a column step.
+/// Columns per panel of the right operand (two 16-lane vectors).
+pub(crate) const NR: usize = 32;
+
+/// The left operand: element (i, kk) at `data[i·rs + kk·cs]`, any strides.
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
+pub(crate) struct Lhs<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
 }
 
-impl<'a> Mat<'a> {
+impl<'a> Lhs<'a> {
     /// Row-major with `cols` columns.
     pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        Mat {
+        Lhs {
             data,
             rs: cols,
             cs: 1,
@@ -22,7 +25,7 @@ impl<'a> Mat<'a> {
 
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn transposed(data: &'a [f32], cols: usize) -> Self {
-        Mat {
+        Lhs {
             data,
             rs: 1,
             cs: cols,
@@ -34,18 +37,58 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// c (m×n, row-major, `c.len() ≥ m·n`) = a (m×k) · b (k×n), added to c when `accumulate`.
+/// The right operand in panels of [`NR`] columns, unit stride within a panel: element (kk, j)
+/// at `data[(j / NR)·ps + kk·ld + j % NR]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rhs<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+    pub ps: usize,
+}
+
+impl<'a> Rhs<'a> {
+    /// Row-major with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Rhs {
+            data,
+            ld: cols,
+            ps: NR,
+        }
+    }
+
+    /// Packed by [`crate::pack::panels`]: `k` rows per panel, each NR wide.
+    pub fn panels(data: &'a [f32], k: usize) -> Self {
+        Rhs {
+            data,
+            ld: NR,
+            ps: NR * k,
+        }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || ((cols - 1) / NR) * self.ps + (rows - 1) * self.ld + (cols - 1) % NR
+                < self.data.len()
+    }
+}
+
+/// c (m×n, row stride `ldc`) = [c +] a (m×k) · b (k×n).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     c: &mut [f32],
+    ldc: usize,
     m: usize,
     n: usize,
     k: usize,
-    a: Mat<'_>,
-    b: Mat<'_>,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
     accumulate: bool,
 ) {
     assert!(
-        c.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+        (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
+            && a.fits(m, k)
+            && b.fits(k, n),
         "matmul operands too small"
     );
     if m == 0 || n == 0 {
@@ -53,99 +96,111 @@ pub(crate) fn matmul(
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(0.0);
+            c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0));
         }
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present (checked just above); every index lies inside the
-        // slices (checked at the top), and `c` is not aliased.
-        unsafe {
-            crate::avx512::matmul(
-                m,
-                n,
-                k,
-                a.data.as_ptr(),
-                a.rs,
-                a.cs,
-                b.data.as_ptr(),
-                b.rs,
-                b.cs,
-                c.as_mut_ptr(),
-                n,
-                accumulate,
-            );
-        }
+        // SAFETY: AVX-512F is present (checked just above); every element addressed lies
+        // inside its slice (checked at the top), and `c` is not aliased.
+        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate) };
         return;
     }
-    // SAFETY: every element the kernel reads or writes lies inside the slices (checked above:
-    // the furthest index of each operand is below its length), and `c` is not aliased.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+    for jp in 0..n.div_ceil(NR) {
+        let cols = NR.min(n - jp * NR);
+        // SAFETY: every element the kernel reads or writes lies inside the slices (checked
+        // above: the furthest index of each operand is below its length), and `c` is not
+        // aliased.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                c.as_mut_ptr().add(jp * NR),
+                1,
+                ldc as isize,
+                accumulate,
+                a.data.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr().add(jp * b.ps),
+                1,
+                b.ld as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flagcore::rng::Rng;
 
+    /// Every shape class the kernel splits on (full and partial 12-row and 32-column tiles,
+    /// k = 1), with a by rows and transposed, b by rows (a wider row stride) and in panels,
+    /// into a wider c, against the plain triple loop. Small integers keep every sum exact.
     #[test]
-    fn products_and_transposes() {
-        // a = [[1, 2, 3], [4, 5, 6]], b = aᵀ: a·aᵀ = [[14, 32], [32, 77]]
-        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let mut c = [1.0f32; 4];
-        matmul(
-            &mut c,
-            2,
-            2,
-            3,
-            Mat::rows(&a, 3),
-            Mat::transposed(&a, 3),
-            false,
-        );
-        assert_eq!(c, [14.0, 32.0, 32.0, 77.0]);
-        matmul(
-            &mut c,
-            2,
-            2,
-            3,
-            Mat::rows(&a, 3),
-            Mat::transposed(&a, 3),
-            true,
-        );
-        assert_eq!(c, [28.0, 64.0, 64.0, 154.0]);
-        // aᵀ·a (3×3) from the transposed view as the left operand
-        let mut d = [0.0f32; 9];
-        matmul(
-            &mut d,
-            3,
-            3,
-            2,
-            Mat::transposed(&a, 3),
-            Mat::rows(&a, 3),
-            false,
-        );
-        assert_eq!(d, [17.0, 22.0, 27.0, 22.0, 29.0, 36.0, 27.0, 36.0, 45.0]);
+    fn products_equal_the_triple_loop() {
+        let mut rng = Rng::new(5);
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (12, 32, 7),
+            (13, 33, 1),
+            (29, 70, 40),
+            (64, 64, 64),
+            (5, 17, 3),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.below(7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.below(7) as f32 - 3.0).collect();
+            let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
+            let ld = n + 3;
+            let mut b_wide = vec![f32::NAN; k * ld];
+            let mut b_panels = vec![0f32; n.div_ceil(NR) * NR * k];
+            for kk in 0..k {
+                for j in 0..n {
+                    b_wide[kk * ld + j] = b[kk * n + j];
+                    b_panels[(j / NR) * NR * k + kk * NR + j % NR] = b[kk * n + j];
+                }
+            }
+            let want: Vec<f32> = (0..m * n)
+                .map(|x| {
+                    (0..k)
+                        .map(|kk| a[(x / n) * k + kk] * b[kk * n + x % n])
+                        .sum()
+                })
+                .collect();
+            let lhs = [Lhs::rows(&a, k), Lhs::transposed(&at, m)];
+            let b_rows = Rhs {
+                data: &b_wide,
+                ld,
+                ps: NR,
+            };
+            let rhs = [b_rows, Rhs::panels(&b_panels, k)];
+            for (la, rb) in lhs.iter().flat_map(|l| rhs.iter().map(move |r| (*l, *r))) {
+                let ldc = n + 1;
+                let mut c = vec![1f32; m * ldc];
+                matmul(&mut c, ldc, m, n, k, la, rb, true);
+                for x in 0..m * n {
+                    assert_eq!(
+                        c[(x / n) * ldc + x % n],
+                        want[x] + 1.0,
+                        "{m}×{n}×{k} at {x}"
+                    );
+                }
+                matmul(&mut c, ldc, m, n, k, la, rb, false);
+                for x in 0..m * n {
+                    assert_eq!(c[(x / n) * ldc + x % n], want[x], "{m}×{n}×{k} at {x}");
+                }
+                // The column past n in each row is left alone.
+                assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Argument checks shared by every operator: (B, H, T, D) views that agree with each other.
 
-use crate::{Error, Result};
-use flagcore::TensorView;
+use crate::{Error, Options, Result};
+use flagcore::{Element, TensorView};
 
 /// The problem's sizes: batch, query heads, key/value heads, query rows, keys, head dim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +21,7 @@ impl Dims {
     }
 }
 
-fn four(arg: &'static str, v: &TensorView<'_, f32>) -> Result<[usize; 4]> {
+fn four<T: Element>(arg: &'static str, v: &TensorView<'_, T>) -> Result<[usize; 4]> {
     <[usize; 4]>::try_from(v.shape()).map_err(|_| Error::Shape {
         arg,
         message: format!(
@@ -31,12 +31,12 @@ fn four(arg: &'static str, v: &TensorView<'_, f32>) -> Result<[usize; 4]> {
     })
 }
 
-/// Checks q (B, Hq, M, D), k and v (B, Hk, N, D) and the scale.
-pub fn check(
-    q: &TensorView<'_, f32>,
-    k: &TensorView<'_, f32>,
-    v: &TensorView<'_, f32>,
-    sm_scale: f32,
+/// Checks q (B, Hq, M, D), k and v (B, Hk, N, D) and the options.
+pub fn check<T: Element>(
+    q: &TensorView<'_, T>,
+    k: &TensorView<'_, T>,
+    v: &TensorView<'_, T>,
+    opts: &Options,
 ) -> Result<Dims> {
     let [b, hq, m, d] = four("q", q)?;
     let kk = four("k", k)?;
@@ -60,14 +60,19 @@ pub fn check(
     if hk == 0 || hq % hk != 0 {
         return Err(Error::Heads { hq, hk });
     }
-    if !(sm_scale.is_finite() && sm_scale > 0.0) {
-        return Err(Error::Scale(sm_scale));
+    if !(opts.sm_scale.is_finite() && opts.sm_scale > 0.0) {
+        return Err(Error::Scale(opts.sm_scale));
+    }
+    if let Some(p) = opts.dropout.map(|d| d.p) {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::Dropout(p));
+        }
     }
     Ok(Dims { b, hq, m, n, d, hk })
 }
 
 /// Checks that `v` has exactly `shape`.
-pub fn expect(arg: &'static str, v: &TensorView<'_, f32>, shape: &[usize]) -> Result<()> {
+pub fn expect<T: Element>(arg: &'static str, v: &TensorView<'_, T>, shape: &[usize]) -> Result<()> {
     if v.shape() != shape {
         return Err(Error::Shape {
             arg,
@@ -75,29 +80,4 @@ pub fn expect(arg: &'static str, v: &TensorView<'_, f32>, shape: &[usize]) -> Re
         });
     }
     Ok(())
-}
-
-/// One head's rows `start..start + len` (each `d` long) copied out contiguously, whatever the
-/// view's strides.
-pub fn rows(
-    v: &TensorView<'_, f32>,
-    b: usize,
-    h: usize,
-    start: usize,
-    len: usize,
-    out: &mut Vec<f32>,
-) {
-    let s = v.strides();
-    let data = v.data();
-    let d = v.shape()[3];
-    out.clear();
-    out.reserve(len * d);
-    for r in start..start + len {
-        let base = b * s[0] + h * s[1] + r * s[2];
-        if s[3] == 1 {
-            out.extend_from_slice(&data[base..base + d]);
-        } else {
-            out.extend((0..d).map(|c| data[base + c * s[3]]));
-        }
-    }
 }

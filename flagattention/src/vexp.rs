@@ -8,8 +8,18 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_75;
 const LN2_LO: f32 = 1.428_606_8e-6;
 
+/// a·b + c, fused where the CPU has FMA (`mul_add` would call libm otherwise).
 #[inline(always)]
-fn exp1(x: f32) -> f32 {
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn exp1<const FMA: bool>(x: f32) -> f32 {
     // Outside this range e^x is below f32's normals or overflows: clamp (the result is then
     // ~1e-38, or +inf through the exponent).
     // max/min rather than clamp: clamp's NaN rule keeps the loop scalar.
@@ -18,51 +28,79 @@ fn exp1(x: f32) -> f32 {
     // Round to nearest through the 1.5·2^23 trick: t's low mantissa bits hold n as an
     // integer, so 2^n comes from bit operations alone (a float→int conversion, saturating in
     // Rust, would keep the loop from vectorising).
-    let t = x * LOG2E + 12_582_912.0;
+    let t = madd::<FMA>(x, LOG2E, 12_582_912.0);
     let n = t - 12_582_912.0;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = madd::<FMA>(-n, LN2_LO, madd::<FMA>(-n, LN2_HI, x));
+    let mut p = 1.0 / 720.0;
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = madd::<FMA>(p, r, c);
+    }
     let ni = t.to_bits().wrapping_sub(0x4B40_0000);
     p * f32::from_bits(ni.wrapping_add(127) << 23)
 }
 
+/// Writes e^(a·x + b) over `xs` and returns their sum (sixteen lanes, so both vectorise).
 #[inline(always)]
-fn portable(xs: &mut [f32]) {
-    for x in xs {
-        *x = exp1(*x);
+fn portable<const FMA: bool>(xs: &mut [f32], a: f32, b: f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = xs.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *x = exp1::<FMA>(madd::<FMA>(a, *x, b));
+            *l += *x;
+        }
     }
+    let mut sum = 0.0;
+    for x in chunks.into_remainder() {
+        *x = exp1::<FMA>(madd::<FMA>(a, *x, b));
+        sum += *x;
+    }
+    sum + lanes.iter().sum::<f32>()
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512(xs: &mut [f32]) {
-    portable(xs)
+unsafe fn avx512(xs: &mut [f32], a: f32, b: f32) -> f32 {
+    portable::<true>(xs, a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2(xs: &mut [f32]) {
-    portable(xs)
+unsafe fn avx2(xs: &mut [f32], a: f32, b: f32) -> f32 {
+    portable::<true>(xs, a, b)
 }
 
-/// Every element replaced by its exponential.
-pub(crate) fn exp_inplace(xs: &mut [f32]) {
+/// Every element x replaced by e^(a·x + b); returns their sum.
+pub(crate) fn exp_affine(xs: &mut [f32], a: f32, b: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { avx512(xs) };
+            return unsafe { avx512(xs, a, b) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { avx2(xs) };
+            return unsafe { avx2(xs, a, b) };
         }
     }
-    portable(xs)
+    portable::<false>(xs, a, b)
+}
+
+/// The largest element (−∞ for none), in sixteen lanes so that it vectorises; NaNs are
+/// passed over.
+pub(crate) fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    rest.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
 #[cfg(test)]
@@ -74,16 +112,22 @@ mod tests {
         let mut worst = 0f64;
         let xs: Vec<f32> = (0..200_001).map(|i| -80.0 + i as f32 * 0.0004).collect();
         let mut ys = xs.clone();
-        exp_inplace(&mut ys);
+        exp_affine(&mut ys, 1.0, 0.0);
         for (x, y) in xs.iter().zip(&ys) {
             let want = (*x as f64).exp();
             worst = worst.max(((*y as f64) - want).abs() / want);
         }
         assert!(worst < 3e-7, "worst relative error {worst:e}");
         let mut edge = [0.0f32, -1e30, 1.0];
-        exp_inplace(&mut edge);
+        exp_affine(&mut edge, 1.0, 0.0);
         assert_eq!(edge[0], 1.0);
         assert!(edge[1] >= 0.0 && edge[1] < 1e-37);
         assert!((edge[2] - std::f32::consts::E).abs() < 1e-6);
+        let mut affine = [2.0f32];
+        exp_affine(&mut affine, 0.5, -1.0);
+        assert_eq!(affine[0], 1.0);
+        let xs: Vec<f32> = (0..37).map(|i| ((i * 7) % 37) as f32 - 20.0).collect();
+        assert_eq!(max(&xs), 16.0);
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
     }
 }

@@ -206,6 +206,7 @@ fn check(s: Shape, causal: bool, std: f64, seed: u64) {
     let opts = Options {
         causal,
         sm_scale: scale as f32,
+        ..Options::new(d)
     };
     let fwd = flash_attention(&qv, &ktv, &vv, opts).unwrap();
     let g = flash_attention_backward(&qv, &ktv, &vv, &fwd, &dov, opts).unwrap();
@@ -284,8 +285,8 @@ fn bad_arguments_are_typed_errors() {
         &q,
         &q,
         Options {
-            causal: false,
             sm_scale: f32::NAN,
+            ..Options::new(16)
         },
     )
     .unwrap_err();

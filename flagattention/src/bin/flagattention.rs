@@ -30,6 +30,9 @@ enum Cli {
         /// Skip libtorch (ours only).
         #[arg(long)]
         no_peer: bool,
+        /// Time the forward only (for profiling it alone).
+        #[arg(long)]
+        forward_only: bool,
         /// A Python with torch importable (PYTHONPATH is passed on).
         #[arg(long, env = "FLAGATTENTION_BENCH_PYTHON", default_value = "python3")]
         python: PathBuf,
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         d,
         repeats,
         no_peer,
+        forward_only,
         python,
         script,
     } = Cli::parse();
@@ -125,9 +129,12 @@ fn main() -> anyhow::Result<()> {
         };
         let fwd = best(repeats, || Ok(flash_attention(&q, &k, &v, opts)?))?;
         let out = flash_attention(&q, &k, &v, opts)?;
-        let bwd = best(repeats, || {
-            Ok(flash_attention_backward(&q, &k, &v, &out, &d_o, opts)?)
-        })?;
+        let bwd = match forward_only {
+            true => f64::NAN,
+            false => best(repeats, || {
+                Ok(flash_attention_backward(&q, &k, &v, &out, &d_o, opts)?)
+            })?,
+        };
         let flops = 4.0 * (batch * heads * nn * nn * dd) as f64 * if causal { 0.5 } else { 1.0 };
         let g = |f: f64, t: f64| f / t / 1e9;
         let (pf, pb) = peer.get(i).map_or((f64::NAN, f64::NAN), |p| {
