@@ -6,10 +6,8 @@
 //! lane masks. The `gemm` crate only reaches AVX-512 on nightly Rust; these intrinsics are
 //! stable.
 
-use crate::matmul::{Lhs, Rhs, NR};
+use crate::matmul::{Lhs, Rhs, MR, NR};
 use std::arch::x86_64::*;
-
-const MR: usize = 12;
 
 /// c (m×n, row stride `ldc`) = [c +] a·b.
 ///
@@ -39,7 +37,7 @@ pub(crate) unsafe fn matmul(
             unsafe {
                 let t = Tile {
                     k,
-                    a: ap.add(i * a.rs),
+                    a: ap.add(i / MR * a.gs),
                     a_rs: a.rs,
                     a_cs: a.cs,
                     b: bp.add(jp * b.ps),
@@ -49,19 +47,26 @@ pub(crate) unsafe fn matmul(
                     masks,
                     accumulate,
                 };
-                match r {
-                    12 => t.run::<12>(),
-                    11 => t.run::<11>(),
-                    10 => t.run::<10>(),
-                    9 => t.run::<9>(),
-                    8 => t.run::<8>(),
-                    7 => t.run::<7>(),
-                    6 => t.run::<6>(),
-                    5 => t.run::<5>(),
-                    4 => t.run::<4>(),
-                    3 => t.run::<3>(),
-                    2 => t.run::<2>(),
-                    _ => t.run::<1>(),
+                // Full panels load b unmasked (a masked load costs a vector-port uop, and the
+                // FMAs need both vector ports); a with unit row stride is addressed by
+                // constant offsets (else each row's address adds on the previous one's, a
+                // chain as long as the FMAs).
+                match (r, cols == NR, a.rs == 1) {
+                    (12, true, true) => t.run::<12, false, true>(),
+                    (12, true, false) => t.run::<12, false, false>(),
+                    (12, false, true) => t.run::<12, true, true>(),
+                    (12, false, false) => t.run::<12, true, false>(),
+                    (11, ..) => t.run::<11, true, false>(),
+                    (10, ..) => t.run::<10, true, false>(),
+                    (9, ..) => t.run::<9, true, false>(),
+                    (8, ..) => t.run::<8, true, false>(),
+                    (7, ..) => t.run::<7, true, false>(),
+                    (6, ..) => t.run::<6, true, false>(),
+                    (5, ..) => t.run::<5, true, false>(),
+                    (4, ..) => t.run::<4, true, false>(),
+                    (3, ..) => t.run::<3, true, false>(),
+                    (2, ..) => t.run::<2, true, false>(),
+                    _ => t.run::<1, true, false>(),
                 }
             }
             i += r;
@@ -94,7 +99,7 @@ impl Tile {
     /// As [`matmul`]'s, for R rows of a, k steps and the panel's masked columns.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn run<const R: usize>(&self) {
+    unsafe fn run<const R: usize, const MASKED: bool, const UNIT: bool>(&self) {
         let (m0, m1) = self.masks;
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         if self.accumulate {
@@ -111,10 +116,16 @@ impl Tile {
         for _ in 0..self.k {
             // SAFETY: one step of the inner dimension: inside both operands.
             unsafe {
-                let b0 = _mm512_maskz_loadu_ps(m0, b);
-                let b1 = _mm512_maskz_loadu_ps(m1, b.add(16));
+                let (b0, b1) = match MASKED {
+                    true => (
+                        _mm512_maskz_loadu_ps(m0, b),
+                        _mm512_maskz_loadu_ps(m1, b.add(16)),
+                    ),
+                    false => (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))),
+                };
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*a.add(i * self.a_rs));
+                    let rs = if UNIT { 1 } else { self.a_rs };
+                    let ai = _mm512_set1_ps(*a.add(i * rs));
                     row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                     row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
                 }

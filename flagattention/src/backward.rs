@@ -5,10 +5,13 @@
 //! Probabilities are recomputed from the forward's log-sum-exp: P = exp(scale·q·k − lse);
 //! nothing of size M×N is held.
 
+use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::forward::{dot, keys_from, reach, Attention, Options, Packed, BC, BR};
-use crate::matmul::{matmul, Lhs, Rhs};
-use crate::pack;
+use crate::forward::{dot, Attention, Options, BC, BR};
+use crate::mask::reach;
+use crate::matmul::{matmul, Lhs};
+use crate::pack::{self, LhsPack, RhsPack, RhsT};
+use crate::scores::{padded, Scores};
 use crate::shape::{check, expect, Dims};
 use crate::Result;
 use flagcore::TensorView;
@@ -70,17 +73,14 @@ pub fn flash_attention_backward<T: Float>(
                 *x = dot(&dor[i * d..(i + 1) * d], &row);
             }
         });
-    let kr = pack::rows(k);
+    let (qr, kr) = (pack::rows(q), pack::rows(k));
     let ctx = Ctx {
-        p: Packed {
-            dims,
-            opts,
-            q: pack::rows(q),
-            kt: pack::panels(&kr, n, d),
-        },
-        k: kr,
-        vt: pack::panels(&pack::rows(v), n, d),
-        d_o: dor,
+        scores: Scores::new(dims, opts, &qr, &kr),
+        q: RhsPack::new(&qr, m, d),
+        k: RhsPack::new(&kr, n, d),
+        vt: RhsT::new(&pack::rows(v), n, d),
+        do_lhs: LhsPack::new(&dor, m, d),
+        d_o: RhsPack::new(&dor, m, d),
         lse: &fwd.lse,
         delta,
     };
@@ -123,13 +123,15 @@ struct Part {
     blocks: Vec<(usize, Vec<f32>, Vec<f32>)>,
 }
 
+/// What the tasks read, packed as the operands they are.
 struct Ctx<'a> {
-    /// q as rows and k as transposed panels.
-    p: Packed,
-    /// k as rows, v as transposed panels, do as rows.
-    k: Vec<f32>,
-    vt: Vec<f32>,
-    d_o: Vec<f32>,
+    /// q and k for the probabilities.
+    scores: Scores,
+    q: RhsPack,
+    k: RhsPack,
+    vt: RhsT,
+    do_lhs: LhsPack,
+    d_o: RhsPack,
     lse: &'a [f32],
     delta: Vec<f32>,
 }
@@ -138,20 +140,22 @@ impl Ctx<'_> {
     /// The key blocks `share`, `share + shares`, … of key head `kh` (interleaved, so that
     /// under the causal mask every share gets early and late keys).
     fn share(&self, bi: usize, kh: usize, share: usize, shares: usize) -> Part {
-        let dims = self.p.dims;
-        let Dims { hq, m, n, d, .. } = dims;
-        let opts = self.p.opts;
+        let dims = self.scores.dims;
+        let Dims {
+            hq, hk, m, n, d, ..
+        } = dims;
+        let opts = self.scores.opts;
         let g = dims.group();
+        let kv = bi * hk + kh;
         let mut dq = vec![0f32; g * m * d];
-        let (mut s, mut dp) = (vec![0f32; BR * BC], vec![0f32; BR * BC]);
+        let ld = padded(BC);
+        let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
         let mut blocks = Vec::new();
         for blk in (share..n.div_ceil(BC)).step_by(shares) {
             let (c0, c) = (blk * BC, BC.min(n - blk * BC));
             let (mut dk, mut dv) = (vec![0f32; c * d], vec![0f32; c * d]);
-            let keys = keys_from(&self.k, dims, bi, kh, c0);
-            let vt = crate::forward::panels_from(&self.vt, dims, bi, kh, c0);
             for hh in 0..g {
-                let (h, bh) = (kh * g + hh, bi * hq + kh * g + hh);
+                let bh = bi * hq + kh * g + hh;
                 let lse = &self.lse[bh * m..(bh + 1) * m];
                 let mut r0 = 0;
                 while r0 < m {
@@ -161,60 +165,32 @@ impl Ctx<'_> {
                         r0 += r;
                         continue;
                     }
-                    let (s, dp) = (&mut s[..r * c], &mut dp[..r * c]);
-                    let qr = self.p.q_rows(bi, h, r0, r);
-                    let dor = &self.d_o[(bh * m + r0) * d..][..r * d];
-                    self.p.probabilities(s, bi, h, r0, r, c0, c, lse);
-                    matmul(dp, c, r, c, d, Lhs::rows(dor, d), Rhs::panels(vt, d), false);
+                    self.scores.probabilities(&mut s, ld, bh, r0, r, c0, c, lse);
+                    let (a, b) = (self.do_lhs.from(bh, r0), self.vt.from(kv, c0));
+                    matmul(&mut dp, ld, r, c, d, a, b, false);
                     // dS = P ∘ (dP − D)·scale, dP taken through the dropout mask; then P
                     // itself through it, for dV.
-                    for (i, (pi, dpi)) in s
-                        .chunks_exact_mut(c)
-                        .zip(dp.chunks_exact_mut(c))
-                        .enumerate()
-                    {
+                    let rows = s.chunks_mut(ld).zip(dp.chunks_mut(ld)).take(r);
+                    for (i, (pi, dpi)) in rows.enumerate() {
+                        let (pi, dpi) = (&mut pi[..c], &mut dpi[..c]);
                         let delta = self.delta[bh * m + r0 + i];
+                        let at = Dropout::counter(dims, bh, r0 + i, c0);
                         if let Some(drop) = opts.dropout {
-                            drop.apply(dims, bh, r0 + i, c0, dpi);
+                            drop.apply(at, 1, dpi);
                         }
                         for (x, &pij) in dpi.iter_mut().zip(pi.iter()) {
                             *x = pij * (*x - delta) * opts.sm_scale;
                         }
                         if let Some(drop) = opts.dropout {
-                            drop.apply(dims, bh, r0 + i, c0, pi);
+                            drop.apply(at, 1, pi);
                         }
                     }
-                    matmul(
-                        &mut dv,
-                        d,
-                        c,
-                        d,
-                        r,
-                        Lhs::transposed(s, c),
-                        Rhs::rows(dor, d),
-                        true,
-                    );
-                    matmul(
-                        &mut dk,
-                        d,
-                        c,
-                        d,
-                        r,
-                        Lhs::transposed(dp, c),
-                        Rhs::rows(qr, d),
-                        true,
-                    );
+                    let (p_t, ds_t) = (Lhs::transposed(&s, ld), Lhs::transposed(&dp, ld));
+                    matmul(&mut dv, d, c, d, r, p_t, self.d_o.from(bh, r0), true);
+                    matmul(&mut dk, d, c, d, r, ds_t, self.q.from(bh, r0), true);
                     let dq_rows = &mut dq[(hh * m + r0) * d..][..r * d];
-                    matmul(
-                        dq_rows,
-                        d,
-                        r,
-                        d,
-                        c,
-                        Lhs::rows(dp, c),
-                        Rhs::rows(keys, d),
-                        true,
-                    );
+                    let (ds, keys) = (Lhs::rows(&dp, ld), self.k.from(kv, c0));
+                    matmul(dq_rows, d, r, d, c, ds, keys, true);
                     r0 += r;
                 }
             }

@@ -28,19 +28,22 @@ impl Dropout {
         (self.p as f64 * 4_294_967_296.0) as u64
     }
 
-    /// Whether element (i, j) of query head `bh` (= batch·Hq + head) survives.
-    pub fn keeps(&self, dims: Dims, bh: usize, i: usize, j: usize) -> bool {
-        let counter = ((bh * dims.m + i) * dims.n + j) as u64;
-        mix(counter, self.seed) >> 32 >= self.threshold()
+    /// The generator's position for element (i, j) of query head `bh` (= batch·Hq + head).
+    pub(crate) fn counter(dims: Dims, bh: usize, i: usize, j: usize) -> u64 {
+        ((bh * dims.m + i) * dims.n + j) as u64
     }
 
-    /// Row `i` of head `bh`, columns `c0..c0 + row.len()`: survivors scaled by 1 / (1 − p),
-    /// the others zeroed.
-    pub(crate) fn apply(&self, dims: Dims, bh: usize, i: usize, c0: usize, row: &mut [f32]) {
-        let base = ((bh * dims.m + i) * dims.n + c0) as u64;
+    /// Whether element (i, j) of query head `bh` (= batch·Hq + head) survives.
+    pub fn keeps(&self, dims: Dims, bh: usize, i: usize, j: usize) -> bool {
+        mix(Self::counter(dims, bh, i, j), self.seed) >> 32 >= self.threshold()
+    }
+
+    /// Elements at positions `first`, `first + step`, …: survivors scaled by 1 / (1 − p), the
+    /// others zeroed.
+    pub(crate) fn apply(&self, first: u64, step: u64, xs: &mut [f32]) {
         let (cut, keep) = (self.threshold(), 1.0 / (1.0 - self.p));
-        for (j, x) in row.iter_mut().enumerate() {
-            let survive = mix(base + j as u64, self.seed) >> 32 >= cut;
+        for (j, x) in xs.iter_mut().enumerate() {
+            let survive = mix(first + j as u64 * step, self.seed) >> 32 >= cut;
             *x = if survive { *x * keep } else { 0.0 };
         }
     }

@@ -4,18 +4,21 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::matmul::{matmul, Lhs, Rhs, NR};
-use crate::pack;
+use crate::mask::{first_seeing, reach};
+use crate::matmul::{matmul, Lhs, MR, NR};
+use crate::pack::{self, LhsPack, RhsPack, RhsT};
+use crate::scores::padded;
 use crate::shape::{check, Dims};
-use crate::vexp::{exp_affine, max};
+use crate::vexp::{exp_shift, max_into};
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
 
-/// Query rows per task and keys per block (a multiple of the packed panels' width).
-pub(crate) const BR: usize = 64;
-pub(crate) const BC: usize = 128;
-const _: () = assert!(BC.is_multiple_of(NR));
+/// Query rows per task and keys per block: multiples of the kernel's row group and panel
+/// width, which is where blocks start in the packed operands.
+pub(crate) const BR: usize = 96;
+pub(crate) const BC: usize = 192;
+const _: () = assert!(BR.is_multiple_of(MR) && BC.is_multiple_of(MR) && BC.is_multiple_of(NR));
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -73,124 +76,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// The last key row `i` (of `m`) may see among `n` keys, bottom-right aligned; `None` when
-/// it sees none. Without the causal mask every row sees all keys.
-#[inline]
-pub(crate) fn last_visible(i: usize, m: usize, n: usize, causal: bool) -> Option<usize> {
-    if !causal {
-        return n.checked_sub(1);
-    }
-    let lim = i as i64 + n as i64 - m as i64;
-    (lim >= 0).then(|| (lim as usize).min(n.saturating_sub(1)))
-}
-
-/// How many of the keys `c0..c0 + c` row `i` sees (they are a prefix).
-#[inline]
-pub(crate) fn visible(i: usize, c0: usize, c: usize, dims: Dims, causal: bool) -> usize {
-    match last_visible(i, dims.m, dims.n, causal) {
-        Some(lim) if lim >= c0 => (lim + 1 - c0).min(c),
-        _ => 0,
-    }
-}
-
-/// Keys rows `r0..r0 + r` see at most: one past the last visible key of the block's last
-/// row (the latest under the bottom-right mask); 0 when none sees any.
-#[inline]
-pub(crate) fn reach(r0: usize, r: usize, m: usize, n: usize, causal: bool) -> usize {
-    match r {
-        0 => 0,
-        _ => last_visible(r0 + r - 1, m, n, causal).map_or(0, |l| l + 1),
-    }
-}
-
-/// The packed inputs every pass reads: q as rows, k as transposed panels.
-pub(crate) struct Packed {
-    pub dims: Dims,
-    pub opts: Options,
-    pub q: Vec<f32>,
-    pub kt: Vec<f32>,
-}
-
-impl Packed {
-    /// Head `h`'s rows `r0..r0 + r` of q.
-    pub fn q_rows(&self, bi: usize, h: usize, r0: usize, r: usize) -> &[f32] {
-        let Dims { hq, m, d, .. } = self.dims;
-        &self.q[((bi * hq + h) * m + r0) * d..][..r * d]
-    }
-
-    /// Key head `kh`'s transposed panels from key `c0` (a multiple of [`NR`]) on.
-    pub fn kt_from(&self, bi: usize, kh: usize, c0: usize) -> &[f32] {
-        panels_from(&self.kt, self.dims, bi, kh, c0)
-    }
-
-    /// The unscaled scores q·kᵀ (r × c, row stride c) of head `h`'s rows `r0..` against keys
-    /// `c0..` (a multiple of [`NR`]).
-    #[allow(clippy::too_many_arguments)]
-    pub fn scores(
-        &self,
-        s: &mut [f32],
-        bi: usize,
-        h: usize,
-        r0: usize,
-        r: usize,
-        c0: usize,
-        c: usize,
-    ) {
-        let d = self.dims.d;
-        let kh = h / self.dims.group();
-        matmul(
-            s,
-            c,
-            r,
-            c,
-            d,
-            Lhs::rows(self.q_rows(bi, h, r0, r), d),
-            Rhs::panels(self.kt_from(bi, kh, c0), d),
-            false,
-        );
-    }
-
-    /// The probabilities exp(scale·q·k − lse_i) (r × c) of head `h`'s rows `r0..` against
-    /// keys `c0..`, 0 where masked; `lse` holds the head's log-sum-exps.
-    #[allow(clippy::too_many_arguments)]
-    pub fn probabilities(
-        &self,
-        s: &mut [f32],
-        bi: usize,
-        h: usize,
-        r0: usize,
-        r: usize,
-        c0: usize,
-        c: usize,
-        lse: &[f32],
-    ) {
-        self.scores(s, bi, h, r0, r, c0, c);
-        for (i, si) in s.chunks_exact_mut(c).enumerate() {
-            let l = lse[r0 + i];
-            let vis = match l.is_finite() {
-                true => visible(r0 + i, c0, c, self.dims, self.opts.causal),
-                false => 0,
-            };
-            exp_affine(&mut si[..vis], self.opts.sm_scale, -l);
-            si[vis..].fill(0.0);
-        }
-    }
-}
-
-/// Key head `kh`'s part of `panels` (packed by [`pack::panels`] from (B, Hk, N, D)) from key
-/// `c0` (a multiple of [`NR`]) on.
-pub(crate) fn panels_from(panels: &[f32], dims: Dims, bi: usize, kh: usize, c0: usize) -> &[f32] {
-    let Dims { hk, n, d, .. } = dims;
-    let len = pack::panel_len(n, d);
-    &panels[(bi * hk + kh) * len..][..len][c0 * d..]
-}
-
-/// Key head `kh`'s rows of `rows` (B, Hk, N, D) from key `c0` on.
-pub(crate) fn keys_from(rows: &[f32], dims: Dims, bi: usize, kh: usize, c0: usize) -> &[f32] {
-    let Dims { hk, n, d, .. } = dims;
-    &rows[((bi * hk + kh) * n + c0) * d..(bi * hk + kh + 1) * n * d]
-}
-
 /// Attention of q (B, Hq, M, D) over k, v (B, Hk, N, D).
 pub fn flash_attention<T: Float>(
     q: &TensorView<'_, T>,
@@ -213,13 +98,14 @@ pub fn flash_attention<T: Float>(
             total,
         });
     }
-    let p = Packed {
+    let (qr, kr) = (pack::rows(q), pack::rows(k));
+    let ctx = Ctx {
         dims,
         opts,
-        q: pack::rows(q),
-        kt: pack::panels(&pack::rows(k), n, d),
+        q: &qr,
+        k: LhsPack::new(&kr, n, d),
+        v: RhsPack::new(&pack::rows(v), n, d),
     };
-    let vr = pack::rows(v);
     o.par_chunks_mut(m * d)
         .zip(lse.par_chunks_mut(m))
         .enumerate()
@@ -229,12 +115,13 @@ pub fn flash_attention<T: Float>(
                 .zip(lse_head.par_chunks_mut(BR))
                 .enumerate()
                 .for_each(|(blk, (o_blk, lse_blk))| {
-                    block(&p, &vr, bh / hq, bh % hq, blk * BR, o_blk, lse_blk);
+                    ctx.block(bh, blk * BR, o_blk, lse_blk);
                 });
         });
     let total = opts.total_attention.then(|| {
         let mut t = vec![0f32; total_len];
-        crate::total::total_attention(&p, &lse, &mut t);
+        let scores = crate::scores::Scores::new(dims, opts, &qr, &kr);
+        crate::total::total_attention(&scores, &lse, &mut t);
         t
     });
     Ok(Attention {
@@ -246,76 +133,82 @@ pub fn flash_attention<T: Float>(
     })
 }
 
-/// One block of query rows `r0..` (as many as `lse_blk` holds) of head `h`.
-#[allow(clippy::too_many_arguments)]
-fn block<T: Float>(
-    p: &Packed,
-    v: &[f32],
-    bi: usize,
-    h: usize,
-    r0: usize,
-    o_blk: &mut [T],
-    lse_blk: &mut [f32],
-) {
-    let Dims { hq, m, n, d, .. } = p.dims;
-    let opts = p.opts;
-    let kh = h / p.dims.group();
-    let r = lse_blk.len();
-    let mut acc = vec![0f32; r * d];
-    let mut row_max = vec![f32::NEG_INFINITY; r];
-    let mut row_sum = vec![0f32; r];
-    // Scores, then probabilities, of the block: r × c.
-    let mut s = vec![0f32; r * BC];
-    let mut c0 = 0;
-    while c0 < reach(r0, r, m, n, opts.causal) {
-        let c = BC.min(n - c0);
-        let s = &mut s[..r * c];
-        p.scores(s, bi, h, r0, r, c0, c);
-        for (i, si) in s.chunks_exact_mut(c).enumerate() {
-            let vis = visible(r0 + i, c0, c, p.dims, opts.causal);
-            si[vis..].fill(0.0);
-            if vis == 0 {
-                continue;
+/// What the forward's tasks read: q as rows, k and v packed as the operands they are.
+struct Ctx<'a> {
+    dims: Dims,
+    opts: Options,
+    q: &'a [f32],
+    k: LhsPack,
+    v: RhsPack,
+}
+
+impl Ctx<'_> {
+    /// One block of query rows `r0..` (as many as `lse_blk` holds) of query head `bh`
+    /// (= batch·Hq + head). The scores are computed transposed, keys × queries, so the
+    /// softmax runs down columns with one query per vector lane (no reductions across a
+    /// vector), and both products read their left operand at constant offsets.
+    fn block<T: Float>(&self, bh: usize, r0: usize, o_blk: &mut [T], lse_blk: &mut [f32]) {
+        let Dims { hq, m, n, d, .. } = self.dims;
+        let (opts, r) = (self.opts, lse_blk.len());
+        let kv = (bh / hq) * self.dims.hk + (bh % hq) / self.dims.group();
+        // This block's queries transposed into panels: the right operand of k·qᵀ.
+        let qt = RhsT::new(&self.q[(bh * m + r0) * d..][..r * d], r, d);
+        let mut acc = vec![0f32; r * d];
+        let mut row_max = vec![f32::NEG_INFINITY; r];
+        let (mut row_sum, mut block_max) = (vec![0f32; r], vec![0f32; r]);
+        let ld = padded(r);
+        let mut st = vec![0f32; BC * ld];
+        let mut c0 = 0;
+        while c0 < reach(r0, r, m, n, opts.causal) {
+            let c = BC.min(n - c0);
+            let st = &mut st[..c * ld];
+            matmul(st, ld, c, r, d, self.k.from(kv, c0), qt.from(0, 0), false);
+            let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
+            block_max.fill(f32::NEG_INFINITY);
+            for (j, row) in st.chunks_exact(ld).enumerate() {
+                let f = first(j);
+                max_into(&mut block_max[f..], &row[f..r]);
             }
             // The scale is positive, so the largest score scales to the largest.
-            let new_max = row_max[i].max(max(&si[..vis]) * opts.sm_scale);
-            let alpha = (row_max[i] - new_max).exp();
-            if alpha != 1.0 {
-                acc[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+            for i in 0..r {
+                let new_max = row_max[i].max(block_max[i] * opts.sm_scale);
+                if new_max > row_max[i] {
+                    let alpha = (row_max[i] - new_max).exp();
+                    acc[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+                    row_sum[i] *= alpha;
+                    row_max[i] = new_max;
+                }
             }
-            let sum = exp_affine(&mut si[..vis], opts.sm_scale, -new_max);
-            row_sum[i] = row_sum[i] * alpha + sum;
-            row_max[i] = new_max;
-            if let Some(drop) = opts.dropout {
-                drop.apply(p.dims, bi * hq + h, r0 + i, c0, &mut si[..vis]);
+            for (j, row) in st.chunks_exact_mut(ld).enumerate() {
+                let (f, row) = (first(j), &mut row[..r]);
+                row[..f].fill(0.0);
+                exp_shift(
+                    &mut row[f..],
+                    opts.sm_scale,
+                    &row_max[f..],
+                    &mut row_sum[f..],
+                );
+                if let Some(drop) = opts.dropout {
+                    let at = Dropout::counter(self.dims, bh, r0 + f, c0 + j);
+                    drop.apply(at, n as u64, &mut row[f..]);
+                }
             }
+            // acc += P · V, P being the transpose of the block
+            let p = Lhs::transposed(st, ld);
+            matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), true);
+            c0 += c;
         }
-        // acc += P · V
-        matmul(
-            &mut acc,
-            d,
-            r,
-            d,
-            c,
-            Lhs::rows(s, c),
-            Rhs::rows(keys_from(v, p.dims, bi, kh, c0), d),
-            true,
-        );
-        c0 += c;
-    }
-    for (i, (row, out)) in acc
-        .chunks_exact_mut(d)
-        .zip(o_blk.chunks_exact_mut(d))
-        .enumerate()
-    {
-        if row_sum[i] > 0.0 {
-            let inv = 1.0 / row_sum[i];
-            row.iter_mut().for_each(|x| *x *= inv);
-            lse_blk[i] = row_max[i] + row_sum[i].ln();
-        } else {
-            row.fill(0.0);
-            lse_blk[i] = f32::NEG_INFINITY;
+        let rows = acc.chunks_exact_mut(d).zip(o_blk.chunks_exact_mut(d));
+        for (i, (row, out)) in rows.enumerate() {
+            if row_sum[i] > 0.0 {
+                let inv = 1.0 / row_sum[i];
+                row.iter_mut().for_each(|x| *x *= inv);
+                lse_blk[i] = row_max[i] + row_sum[i].ln();
+            } else {
+                row.fill(0.0);
+                lse_blk[i] = f32::NEG_INFINITY;
+            }
+            T::rows_from_f32(row, out);
         }
-        T::rows_from_f32(row, out);
     }
 }

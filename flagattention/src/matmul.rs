@@ -4,13 +4,17 @@
 
 /// Columns per panel of the right operand (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
+/// Rows per group of the left operand (the register tile's rows).
+pub(crate) const MR: usize = 12;
 
-/// The left operand: element (i, kk) at `data[i·rs + kk·cs]`, any strides.
+/// The left operand in groups of [`MR`] rows: element (i, kk) at
+/// `data[(i / MR)·gs + (i % MR)·rs + kk·cs]`; `gs = MR·rs` for a plain strided matrix.
 #[derive(Clone, Copy)]
 pub(crate) struct Lhs<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
+    pub gs: usize,
 }
 
 impl<'a> Lhs<'a> {
@@ -20,6 +24,7 @@ impl<'a> Lhs<'a> {
             data,
             rs: cols,
             cs: 1,
+            gs: MR * cols,
         }
     }
 
@@ -29,11 +34,17 @@ impl<'a> Lhs<'a> {
             data,
             rs: 1,
             cs: cols,
+            gs: MR,
         }
     }
 
     fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        let at = |i: usize| (i / MR) * self.gs + (i % MR) * self.rs + (cols - 1) * self.cs;
+        // The furthest element is the last row's or the previous group's last row's.
+        rows == 0
+            || cols == 0
+            || (at(rows - 1) < self.data.len()
+                && (rows <= MR || at((rows - 1) / MR * MR - 1) < self.data.len()))
     }
 }
 
@@ -47,16 +58,7 @@ pub(crate) struct Rhs<'a> {
 }
 
 impl<'a> Rhs<'a> {
-    /// Row-major with `cols` columns.
-    pub fn rows(data: &'a [f32], cols: usize) -> Self {
-        Rhs {
-            data,
-            ld: cols,
-            ps: NR,
-        }
-    }
-
-    /// Packed by [`crate::pack::panels`]: `k` rows per panel, each NR wide.
+    /// Panels of `k` rows, each NR wide, one after another.
     pub fn panels(data: &'a [f32], k: usize) -> Self {
         Rhs {
             data,
@@ -107,33 +109,36 @@ pub(crate) fn matmul(
         unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate) };
         return;
     }
-    for jp in 0..n.div_ceil(NR) {
-        let cols = NR.min(n - jp * NR);
-        // SAFETY: every element the kernel reads or writes lies inside the slices (checked
-        // above: the furthest index of each operand is below its length), and `c` is not
-        // aliased.
-        unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
-                c.as_mut_ptr().add(jp * NR),
-                1,
-                ldc as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
-                b.data.as_ptr().add(jp * b.ps),
-                1,
-                b.ld as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+    for (g, i0) in (0..m).step_by(MR).enumerate() {
+        let rows = MR.min(m - i0);
+        for jp in 0..n.div_ceil(NR) {
+            let cols = NR.min(n - jp * NR);
+            // SAFETY: every element the kernel reads or writes lies inside the slices (checked
+            // above: the furthest index of each operand is below its length), and `c` is not
+            // aliased.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    cols,
+                    k,
+                    c.as_mut_ptr().add(i0 * ldc + jp * NR),
+                    1,
+                    ldc as isize,
+                    accumulate,
+                    a.data.as_ptr().add(g * a.gs),
+                    a.cs as isize,
+                    a.rs as isize,
+                    b.data.as_ptr().add(jp * b.ps),
+                    1,
+                    b.ld as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
         }
     }
 }
@@ -144,7 +149,7 @@ mod tests {
     use flagcore::rng::Rng;
 
     /// Every shape class the kernel splits on (full and partial 12-row and 32-column tiles,
-    /// k = 1), with a by rows and transposed, b by rows (a wider row stride) and in panels,
+    /// k = 1), with a by rows, transposed and in groups of rows, b by rows (a wider row stride) and in panels,
     /// into a wider c, against the plain triple loop. Small integers keep every sum exact.
     #[test]
     fn products_equal_the_triple_loop() {
@@ -176,7 +181,19 @@ mod tests {
                         .sum()
                 })
                 .collect();
-            let lhs = [Lhs::rows(&a, k), Lhs::transposed(&at, m)];
+            let mut a_groups = vec![0f32; m.div_ceil(MR) * MR * k];
+            for i in 0..m {
+                for kk in 0..k {
+                    a_groups[(i / MR) * MR * k + kk * MR + i % MR] = a[i * k + kk];
+                }
+            }
+            let grouped = Lhs {
+                data: &a_groups,
+                rs: 1,
+                cs: MR,
+                gs: MR * k,
+            };
+            let lhs = [Lhs::rows(&a, k), Lhs::transposed(&at, m), grouped];
             let b_rows = Rhs {
                 data: &b_wide,
                 ld,

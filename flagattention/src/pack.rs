@@ -1,15 +1,26 @@
 //! Each input copied once per call into the f32 layouts the matrix products read directly:
-//! contiguous rows (B, H, T, D), and for operands used transposed (kᵀ, vᵀ), panels of
-//! [`NR`] rows each stored column by column. Both are O(T·D) per head, against the O(T²·D)
-//! products that read them.
+//! contiguous rows (B, H, T, D), then per head the panels of a left operand, of a right
+//! operand, or of a transposed right operand, so that the kernel's every step reads memory
+//! in order. All are O(T·D) per head, against the O(T²·D) products that read them.
 
 use crate::dtype::Float;
-use crate::matmul::NR;
-use flagcore::TensorView;
+use crate::matmul::{Lhs, Rhs, MR, NR};
+use flagcore::{DType, TensorView};
 use rayon::prelude::*;
+use std::borrow::Cow;
 
-/// A (B, H, T, D) view as contiguous f32, whatever its strides and element type.
-pub(crate) fn rows<T: Float>(v: &TensorView<'_, T>) -> Vec<f32> {
+/// A (B, H, T, D) view as contiguous f32, whatever its strides and element type: borrowed
+/// when it already is.
+pub(crate) fn rows<'a, T: Float>(v: &TensorView<'a, T>) -> Cow<'a, [f32]> {
+    if T::DTYPE == DType::F32 {
+        if let Some(f) = v.as_slice().and_then(|s| bytemuck::try_cast_slice(s).ok()) {
+            return Cow::Borrowed(f);
+        }
+    }
+    Cow::Owned(copy(v))
+}
+
+fn copy<T: Float>(v: &TensorView<'_, T>) -> Vec<f32> {
     let (sh, s) = (v.shape(), v.strides());
     let (heads, t, d) = (sh[1], sh[2], sh[3]);
     let data = v.data();
@@ -35,23 +46,54 @@ pub(crate) fn rows<T: Float>(v: &TensorView<'_, T>) -> Vec<f32> {
     out
 }
 
-/// Elements per head of [`panels`] for `t` rows of `d`.
-pub(crate) fn panel_len(t: usize, d: usize) -> usize {
-    t.div_ceil(NR) * NR * d
+/// A (B, H, T, D) input as a left operand A(i, c) = row i, column c: per head, groups of
+/// [`MR`] rows stored column by column, so the kernel reads each step's MR values from one
+/// place (a plain row-major or transposed layout would stride by a power of two and thrash
+/// one cache set).
+pub(crate) struct LhsPack {
+    data: Vec<f32>,
+    head: usize,
+    d: usize,
 }
 
-/// The transpose of each head's rows (`heads` heads of `t` × `d`, contiguous) in panels of
-/// [`NR`] rows: element (c, j) of head h's transpose at `h·panel_len + (j / NR)·NR·d + c·NR +
-/// j % NR`, zero past row `t`.
-pub(crate) fn panels(rows: &[f32], t: usize, d: usize) -> Vec<f32> {
-    let len = panel_len(t, d);
-    let mut out = vec![0f32; rows.len() / (t * d).max(1) * len];
-    if len == 0 {
-        return out;
+impl LhsPack {
+    pub fn new(rows: &[f32], t: usize, d: usize) -> Self {
+        let head = t.div_ceil(MR) * MR * d;
+        let data = per_head(rows, t, d, head, |src, dst| {
+            for (j, row) in src.chunks_exact(d).enumerate() {
+                let group = &mut dst[(j / MR) * MR * d..];
+                for (c, &x) in row.iter().enumerate() {
+                    group[c * MR + j % MR] = x;
+                }
+            }
+        });
+        LhsPack { data, head, d }
     }
-    out.par_chunks_mut(len)
-        .zip(rows.par_chunks(t * d))
-        .for_each(|(dst, src)| {
+
+    /// Head `hd`'s rows from `r0` (a multiple of [`MR`]) on.
+    pub fn from(&self, hd: usize, r0: usize) -> Lhs<'_> {
+        debug_assert!(r0.is_multiple_of(MR));
+        Lhs {
+            data: &self.data[hd * self.head..(hd + 1) * self.head][r0 * self.d..],
+            rs: 1,
+            cs: MR,
+            gs: MR * self.d,
+        }
+    }
+}
+
+/// A (B, H, T, D) input as a right operand, transposed: B(c, j) = row j, column c; per head,
+/// panels of [`NR`] rows stored column by column.
+pub(crate) struct RhsT {
+    data: Vec<f32>,
+    head: usize,
+    d: usize,
+}
+
+impl RhsT {
+    pub fn new(rows: &[f32], t: usize, d: usize) -> Self {
+        let head = t.div_ceil(NR) * NR * d;
+        let data = per_head(rows, t, d, head, |src, dst| {
             for (j, row) in src.chunks_exact(d).enumerate() {
                 let panel = &mut dst[(j / NR) * NR * d..];
                 for (c, &x) in row.iter().enumerate() {
@@ -59,5 +101,64 @@ pub(crate) fn panels(rows: &[f32], t: usize, d: usize) -> Vec<f32> {
                 }
             }
         });
+        RhsT { data, head, d }
+    }
+
+    /// Head `hd`'s transpose from column (row of the input) `j0`, a multiple of [`NR`], on.
+    pub fn from(&self, hd: usize, j0: usize) -> Rhs<'_> {
+        debug_assert!(j0.is_multiple_of(NR));
+        Rhs::panels(
+            &self.data[hd * self.head..(hd + 1) * self.head][j0 * self.d..],
+            self.d,
+        )
+    }
+}
+
+/// A (B, H, T, D) input as a right operand B(j, c) = row j, column c: per head, panels of
+/// [`NR`] columns, each stored row by row.
+pub(crate) struct RhsPack {
+    data: Vec<f32>,
+    head: usize,
+    t: usize,
+}
+
+impl RhsPack {
+    pub fn new(rows: &[f32], t: usize, d: usize) -> Self {
+        let head = d.div_ceil(NR) * NR * t;
+        let data = per_head(rows, t, d, head, |src, dst| {
+            for (j, row) in src.chunks_exact(d).enumerate() {
+                for (c, &x) in row.iter().enumerate() {
+                    dst[(c / NR) * NR * t + j * NR + c % NR] = x;
+                }
+            }
+        });
+        RhsPack { data, head, t }
+    }
+
+    /// Head `hd`'s rows from `r0` on.
+    pub fn from(&self, hd: usize, r0: usize) -> Rhs<'_> {
+        Rhs {
+            data: &self.data[hd * self.head..(hd + 1) * self.head][r0 * NR..],
+            ld: NR,
+            ps: NR * self.t,
+        }
+    }
+}
+
+/// `fill(head's rows, head's packed part)` for every head, in parallel, into zeros.
+fn per_head(
+    rows: &[f32],
+    t: usize,
+    d: usize,
+    head: usize,
+    fill: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let heads = rows.len() / (t * d).max(1);
+    let mut out = vec![0f32; heads * head];
+    if head > 0 {
+        out.par_chunks_mut(head)
+            .zip(rows.par_chunks(t * d))
+            .for_each(|(dst, src)| fill(src, dst));
+    }
     out
 }

@@ -2,24 +2,26 @@
 //! dropout), (B, Hq, N). It needs every row's final log-sum-exp, so it is a second sweep,
 //! over key blocks, run only when asked for.
 
-use crate::forward::{reach, Packed, BC, BR};
+use crate::forward::{BC, BR};
+use crate::mask::reach;
+use crate::scores::{padded, Scores};
 use crate::shape::Dims;
 use rayon::prelude::*;
 
-pub(crate) fn total_attention(p: &Packed, lse: &[f32], total: &mut [f32]) {
-    let Dims { hq, m, n, .. } = p.dims;
+pub(crate) fn total_attention(p: &Scores, lse: &[f32], total: &mut [f32]) {
+    let Dims { m, n, .. } = p.dims;
     total.par_chunks_mut(n).enumerate().for_each(|(bh, head)| {
         head.par_chunks_mut(BC).enumerate().for_each(|(blk, t)| {
             let (c0, c) = (blk * BC, t.len());
-            let mut s = vec![0f32; BR * c];
+            let ld = padded(c);
+            let mut s = vec![0f32; BR * ld];
             let mut r0 = 0;
             while r0 < m {
                 let r = BR.min(m - r0);
                 if reach(r0, r, m, n, p.opts.causal) > c0 {
-                    let s = &mut s[..r * c];
                     let lse = &lse[bh * m..(bh + 1) * m];
-                    p.probabilities(s, bh / hq, bh % hq, r0, r, c0, c, lse);
-                    for row in s.chunks_exact(c) {
+                    p.probabilities(&mut s, ld, bh, r0, r, c0, c, lse);
+                    for row in s.chunks(ld).take(r) {
                         t.iter_mut().zip(row).for_each(|(t, x)| *t += x);
                     }
                 }

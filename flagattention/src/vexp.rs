@@ -87,20 +87,50 @@ pub(crate) fn exp_affine(xs: &mut [f32], a: f32, b: f32) -> f32 {
     portable::<false>(xs, a, b)
 }
 
-/// The largest element (−∞ for none), in sixteen lanes so that it vectorises; NaNs are
-/// passed over.
-pub(crate) fn max(xs: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let chunks = xs.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for (m, &x) in lanes.iter_mut().zip(c) {
-            *m = if x > *m { x } else { *m };
+#[inline(always)]
+fn shift_portable<const FMA: bool>(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32]) {
+    for ((x, &b), s) in xs.iter_mut().zip(shift).zip(sums) {
+        *x = exp1::<FMA>(madd::<FMA>(a, *x, -b));
+        *s += *x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn shift_avx512(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32]) {
+    shift_portable::<true>(xs, a, shift, sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn shift_avx2(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32]) {
+    shift_portable::<true>(xs, a, shift, sums)
+}
+
+/// Every element x_i replaced by e^(a·x_i − shift_i) and added to `sums_i` (all three the
+/// same length): the column-wise softmax step, one lane per column.
+pub(crate) fn exp_shift(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32]) {
+    assert!(shift.len() == xs.len() && sums.len() == xs.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { shift_avx512(xs, a, shift, sums) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { shift_avx2(xs, a, shift, sums) };
         }
     }
-    rest.iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+    shift_portable::<false>(xs, a, shift, sums)
+}
+
+/// `acc_i = max(acc_i, x_i)`, NaNs in x passed over.
+pub(crate) fn max_into(acc: &mut [f32], xs: &[f32]) {
+    for (m, &x) in acc.iter_mut().zip(xs) {
+        *m = if x > *m { x } else { *m };
+    }
 }
 
 #[cfg(test)]
@@ -126,8 +156,17 @@ mod tests {
         let mut affine = [2.0f32];
         exp_affine(&mut affine, 0.5, -1.0);
         assert_eq!(affine[0], 1.0);
-        let xs: Vec<f32> = (0..37).map(|i| ((i * 7) % 37) as f32 - 20.0).collect();
-        assert_eq!(max(&xs), 16.0);
-        assert_eq!(max(&[]), f32::NEG_INFINITY);
+        let (mut xs, mut sums) = (vec![1.0f32; 19], vec![1.0f32; 19]);
+        let shift: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        exp_shift(&mut xs, 2.0, &shift, &mut sums);
+        for (i, (x, s)) in xs.iter().zip(&sums).enumerate() {
+            let want = (2.0 - i as f64).exp();
+            assert!(((*x as f64) - want).abs() <= 3e-7 * want, "{i}: {x}");
+            assert_eq!(*s, 1.0 + x);
+        }
+        let mut acc = vec![0.0f32, 5.0, f32::NEG_INFINITY];
+        max_into(&mut acc, &[1.0, 2.0, f32::NAN]);
+        assert_eq!(acc[..2], [1.0, 5.0]);
+        assert_eq!(acc[2], f32::NEG_INFINITY);
     }
 }
