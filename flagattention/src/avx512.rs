@@ -144,3 +144,37 @@ impl Tile {
         }
     }
 }
+
+/// [`crate::pack`]'s interleave with gathers: per group of `W` rows (of `d`) and column c,
+/// the group's values of column c (16 rows a gather), written in order.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `dst` must hold `src.len().div_ceil(W·d)·W·d` elements and
+/// `d` must be below 2³¹ / 16.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
+    let step = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(d as i32),
+    );
+    for (rows, out) in src.chunks(W * d).zip(dst.chunks_exact_mut(W * d)) {
+        let h = rows.len() / d;
+        for (c, col) in out.chunks_exact_mut(W).enumerate() {
+            for (half, part) in col.chunks_mut(16).enumerate() {
+                let first = half * 16;
+                let n = h.saturating_sub(first).min(part.len());
+                if n == 0 {
+                    continue;
+                }
+                let mask = ((1u32 << n) - 1) as __mmask16;
+                // SAFETY: lane l (< n) reads row first + l (< h) at column c (< d): inside
+                // `rows`; the store writes the first n (≤ part.len()) lanes of `part`.
+                unsafe {
+                    let base = rows.as_ptr().add(first * d + c);
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, step, base);
+                    _mm512_mask_storeu_ps(part.as_mut_ptr(), mask, v);
+                }
+            }
+        }
+    }
+}

@@ -59,14 +59,7 @@ pub(crate) struct LhsPack {
 impl LhsPack {
     pub fn new(rows: &[f32], t: usize, d: usize) -> Self {
         let head = t.div_ceil(MR) * MR * d;
-        let data = per_head(rows, t, d, head, |src, dst| {
-            for (j, row) in src.chunks_exact(d).enumerate() {
-                let group = &mut dst[(j / MR) * MR * d..];
-                for (c, &x) in row.iter().enumerate() {
-                    group[c * MR + j % MR] = x;
-                }
-            }
-        });
+        let data = per_head(rows, t, d, head, |src, dst| interleave::<MR>(src, dst, d));
         LhsPack { data, head, d }
     }
 
@@ -93,14 +86,7 @@ pub(crate) struct RhsT {
 impl RhsT {
     pub fn new(rows: &[f32], t: usize, d: usize) -> Self {
         let head = t.div_ceil(NR) * NR * d;
-        let data = per_head(rows, t, d, head, |src, dst| {
-            for (j, row) in src.chunks_exact(d).enumerate() {
-                let panel = &mut dst[(j / NR) * NR * d..];
-                for (c, &x) in row.iter().enumerate() {
-                    panel[c * NR + j % NR] = x;
-                }
-            }
-        });
+        let data = per_head(rows, t, d, head, |src, dst| interleave::<NR>(src, dst, d));
         RhsT { data, head, d }
     }
 
@@ -127,8 +113,8 @@ impl RhsPack {
         let head = d.div_ceil(NR) * NR * t;
         let data = per_head(rows, t, d, head, |src, dst| {
             for (j, row) in src.chunks_exact(d).enumerate() {
-                for (c, &x) in row.iter().enumerate() {
-                    dst[(c / NR) * NR * t + j * NR + c % NR] = x;
+                for (p, part) in row.chunks(NR).enumerate() {
+                    dst[p * NR * t + j * NR..][..part.len()].copy_from_slice(part);
                 }
             }
         });
@@ -141,6 +127,26 @@ impl RhsPack {
             data: &self.data[hd * self.head..(hd + 1) * self.head][r0 * NR..],
             ld: NR,
             ps: NR * self.t,
+        }
+    }
+}
+
+/// Rows of `d` in groups of `W`, each group stored column by column: element (j, c) at
+/// `(j / W)·W·d + c·W + j % W`. Column by column within a group, reading its W rows (a few
+/// KiB, in cache) with a stride and writing in order.
+fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && d < 1 << 26 {
+        // SAFETY: AVX-512F is present and d is small (checked just above); `dst` is a head's
+        // packed part, a whole number of groups covering `src`.
+        return unsafe { crate::avx512::interleave::<W>(src, dst, d) };
+    }
+    for (rows, out) in src.chunks(W * d).zip(dst.chunks_exact_mut(W * d)) {
+        let h = rows.len() / d;
+        for (c, col) in out.chunks_exact_mut(W).enumerate() {
+            for (jj, x) in col[..h].iter_mut().enumerate() {
+                *x = rows[jj * d + c];
+            }
         }
     }
 }
