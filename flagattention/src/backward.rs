@@ -150,6 +150,7 @@ impl Ctx<'_> {
         let mut dq = vec![0f32; g * m * d];
         let ld = padded(BC);
         let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
+        let mut part = vec![0f32; BR.max(BC) * d];
         let mut blocks = Vec::new();
         for blk in (share..n.div_ceil(BC)).step_by(shares) {
             let (c0, c) = (blk * BC, BC.min(n - blk * BC));
@@ -185,12 +186,16 @@ impl Ctx<'_> {
                             drop.apply(at, 1, pi);
                         }
                     }
+                    // Each product into `part`, then added: sums over thousands of rows or
+                    // keys kept in one running sum would lose digits.
                     let (p_t, ds_t) = (Lhs::transposed(&s, ld), Lhs::transposed(&dp, ld));
-                    matmul(&mut dv, d, c, d, r, p_t, self.d_o.from(bh, r0), true);
-                    matmul(&mut dk, d, c, d, r, ds_t, self.q.from(bh, r0), true);
-                    let dq_rows = &mut dq[(hh * m + r0) * d..][..r * d];
+                    matmul(&mut part, d, c, d, r, p_t, self.d_o.from(bh, r0), false);
+                    add(&mut dv, &part[..c * d]);
+                    matmul(&mut part, d, c, d, r, ds_t, self.q.from(bh, r0), false);
+                    add(&mut dk, &part[..c * d]);
                     let (ds, keys) = (Lhs::rows(&dp, ld), self.k.from(kv, c0));
-                    matmul(dq_rows, d, r, d, c, ds, keys, true);
+                    matmul(&mut part, d, r, d, c, ds, keys, false);
+                    add(&mut dq[(hh * m + r0) * d..][..r * d], &part[..r * d]);
                     r0 += r;
                 }
             }
@@ -198,4 +203,9 @@ impl Ctx<'_> {
         }
         Part { dq, blocks }
     }
+}
+
+/// acc += x, element by element.
+fn add(acc: &mut [f32], x: &[f32]) {
+    acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
 }

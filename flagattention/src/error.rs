@@ -10,6 +10,8 @@ pub enum Error {
     Dropout(f32),
     #[error("head dim {0} is not supported (16 to 256)")]
     HeadDim(usize),
+    #[error("`{arg}`: {message}")]
+    Tensor { arg: &'static str, message: String },
     #[error("query heads ({hq}) must be a multiple of key/value heads ({hk})")]
     Heads { hq: usize, hk: usize },
 }

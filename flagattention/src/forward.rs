@@ -153,9 +153,12 @@ impl Ctx<'_> {
         let kv = (bh / hq) * self.dims.hk + (bh % hq) / self.dims.group();
         // This block's queries transposed into panels: the right operand of k·qᵀ.
         let qt = RhsT::new(&self.q[(bh * m + r0) * d..][..r * d], r, d);
-        let mut acc = vec![0f32; r * d];
+        // Sums over keys are taken per block, then across blocks (in `acc` and `row_sum`):
+        // one running sum over thousands of keys would lose digits.
+        let (mut acc, mut part) = (vec![0f32; r * d], vec![0f32; r * d]);
         let mut row_max = vec![f32::NEG_INFINITY; r];
-        let (mut row_sum, mut block_max) = (vec![0f32; r], vec![0f32; r]);
+        let (mut row_sum, mut block_sum) = (vec![0f32; r], vec![0f32; r]);
+        let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
         let ld = padded(r);
         let mut st = vec![0f32; BC * ld];
         let mut c0 = 0;
@@ -172,30 +175,33 @@ impl Ctx<'_> {
             // The scale is positive, so the largest score scales to the largest.
             for i in 0..r {
                 let new_max = row_max[i].max(block_max[i] * opts.sm_scale);
-                if new_max > row_max[i] {
-                    let alpha = (row_max[i] - new_max).exp();
-                    acc[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
-                    row_sum[i] *= alpha;
-                    row_max[i] = new_max;
-                }
+                alpha[i] = match new_max > row_max[i] {
+                    true => (row_max[i] - new_max).exp(),
+                    false => 1.0,
+                };
+                row_max[i] = new_max;
             }
+            block_sum.fill(0.0);
             for (j, row) in st.chunks_exact_mut(ld).enumerate() {
                 let (f, row) = (first(j), &mut row[..r]);
                 row[..f].fill(0.0);
-                exp_shift(
-                    &mut row[f..],
-                    opts.sm_scale,
-                    &row_max[f..],
-                    &mut row_sum[f..],
-                );
+                let (shift, sums) = (&row_max[f..], &mut block_sum[f..]);
+                exp_shift(&mut row[f..], opts.sm_scale, shift, sums);
                 if let Some(drop) = opts.dropout {
                     let at = Dropout::counter(self.dims, bh, r0 + f, c0 + j);
                     drop.apply(at, n as u64, &mut row[f..]);
                 }
             }
-            // acc += P · V, P being the transpose of the block
+            // acc = acc·alpha + P · V, P being the transpose of the block
             let p = Lhs::transposed(st, ld);
-            matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), true);
+            matmul(&mut part, d, r, d, c, p, self.v.from(kv, c0), false);
+            let rows = acc.chunks_exact_mut(d).zip(part.chunks_exact(d));
+            for (i, (acc, part)) in rows.enumerate() {
+                acc.iter_mut()
+                    .zip(part)
+                    .for_each(|(a, p)| *a = *a * alpha[i] + p);
+                row_sum[i] = row_sum[i] * alpha[i] + block_sum[i];
+            }
             c0 += c;
         }
         let rows = acc.chunks_exact_mut(d).zip(o_blk.chunks_exact_mut(d));

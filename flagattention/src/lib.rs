@@ -22,6 +22,8 @@ mod matmul;
 mod pack;
 mod scores;
 mod shape;
+#[cfg(feature = "tch")]
+pub mod torch;
 mod total;
 mod vexp;
 

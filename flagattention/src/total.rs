@@ -14,16 +14,19 @@ pub(crate) fn total_attention(p: &Scores, lse: &[f32], total: &mut [f32]) {
         head.par_chunks_mut(BC).enumerate().for_each(|(blk, t)| {
             let (c0, c) = (blk * BC, t.len());
             let ld = padded(c);
-            let mut s = vec![0f32; BR * ld];
+            let (mut s, mut part) = (vec![0f32; BR * ld], vec![0f32; c]);
             let mut r0 = 0;
             while r0 < m {
                 let r = BR.min(m - r0);
                 if reach(r0, r, m, n, p.opts.causal) > c0 {
                     let lse = &lse[bh * m..(bh + 1) * m];
                     p.probabilities(&mut s, ld, bh, r0, r, c0, c, lse);
+                    // Summed per block of rows, then across blocks.
+                    part.fill(0.0);
                     for row in s.chunks(ld).take(r) {
-                        t.iter_mut().zip(row).for_each(|(t, x)| *t += x);
+                        part.iter_mut().zip(row).for_each(|(t, x)| *t += x);
                     }
+                    t.iter_mut().zip(&part).for_each(|(t, x)| *t += x);
                 }
                 r0 += r;
             }

@@ -6,7 +6,7 @@
 // The reference is written index by index, as the formula reads.
 #![allow(clippy::needless_range_loop)]
 
-use flagattention::{flash_attention, flash_attention_backward, Options};
+use flagattention::{flash_attention, flash_attention_backward, Dims, Dropout, Options};
 use flagcore::rng::Rng;
 use flagcore::TensorView;
 
@@ -62,8 +62,9 @@ struct Shape {
     d: usize,
 }
 
-/// The naive formula in `T`: o, lse, dq, dk, dv (row-major, as f64).
-#[allow(clippy::type_complexity)]
+/// The naive formula in `T`: o, lse, dq, dk, dv, total attention (row-major, as f64), with
+/// `drop`'s mask (survivors scaled by 1 / (1 − p)) applied to the probabilities.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn naive<T: F>(
     s: Shape,
     q: &[f32],
@@ -72,7 +73,8 @@ fn naive<T: F>(
     d_o: &[f32],
     causal: bool,
     scale: f64,
-) -> [Vec<f64>; 5] {
+    drop: Option<Dropout>,
+) -> [Vec<f64>; 6] {
     let Shape { b, hq, hk, m, n, d } = s;
     let t = |x: &[f32]| x.iter().map(|&y| T::of(y as f64)).collect::<Vec<T>>();
     let (q, k, v, d_o) = (t(q), t(k), t(v), t(d_o));
@@ -86,6 +88,8 @@ fn naive<T: F>(
         vec![zero; b * hk * n * d],
         vec![zero; b * hk * n * d],
     );
+    let mut total = vec![zero; b * hq * n];
+    let dims = Dims { b, hq, hk, m, n, d };
     for bi in 0..b {
         for h in 0..hq {
             let kh = h / (hq / hk);
@@ -120,12 +124,25 @@ fn naive<T: F>(
                     .collect();
                 let sum = e.iter().copied().fold(zero, |a, b| a + b);
                 let p: Vec<T> = e.iter().map(|&x| x / sum).collect();
+                for j in 0..n {
+                    let t = &mut total[(bi * hq + h) * n + j];
+                    *t = *t + p[j];
+                }
+                // The dropout factor of each key: 0 or 1 / (1 − p).
+                let keep: Vec<T> = (0..n)
+                    .map(|j| match drop {
+                        Some(dr) if !dr.keeps(dims, bi * hq + h, i, j) => zero,
+                        Some(dr) => T::of(1.0 / (1.0 - dr.p as f64)),
+                        None => T::of(1.0),
+                    })
+                    .collect();
+                let pd: Vec<T> = (0..n).map(|j| p[j] * keep[j]).collect();
                 lse[(bi * hq + h) * m + i] = (mx + sum.ln()).f64();
                 let row = ((bi * hq + h) * m + i) * d;
                 for c in 0..d {
                     let mut acc = zero;
                     for j in 0..n {
-                        acc = acc + p[j] * va(j, c);
+                        acc = acc + pd[j] * va(j, c);
                     }
                     o[row + c] = acc;
                 }
@@ -136,7 +153,7 @@ fn naive<T: F>(
                         for c in 0..d {
                             a = a + da(i, c) * va(j, c);
                         }
-                        a
+                        a * keep[j]
                     })
                     .collect();
                 let rowdot = (0..n).fold(zero, |a, j| a + p[j] * dp[j]);
@@ -146,14 +163,14 @@ fn naive<T: F>(
                     for c in 0..d {
                         dq[row + c] = dq[row + c] + ds * ka(j, c);
                         dk[kr + c] = dk[kr + c] + ds * qa(i, c);
-                        dv[kr + c] = dv[kr + c] + p[j] * da(i, c);
+                        dv[kr + c] = dv[kr + c] + pd[j] * da(i, c);
                     }
                 }
             }
         }
     }
     let f = |x: Vec<T>| x.into_iter().map(F::f64).collect::<Vec<f64>>();
-    [f(o), lse, f(dq), f(dk), f(dv)]
+    [f(o), lse, f(dq), f(dk), f(dv), f(total)]
 }
 
 fn normal(rng: &mut Rng, n: usize, std: f64) -> Vec<f32> {
@@ -179,7 +196,7 @@ fn max_err(a: &[f64], r: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn check(s: Shape, causal: bool, std: f64, seed: u64) {
+fn check(s: Shape, causal: bool, std: f64, seed: u64, drop: Option<Dropout>) {
     let Shape { b, hq, hk, m, n, d } = s;
     let mut rng = Rng::new(seed);
     let q = normal(&mut rng, b * hq * m * d, std);
@@ -206,15 +223,24 @@ fn check(s: Shape, causal: bool, std: f64, seed: u64) {
     let opts = Options {
         causal,
         sm_scale: scale as f32,
-        ..Options::new(d)
+        dropout: drop,
+        total_attention: true,
     };
     let fwd = flash_attention(&qv, &ktv, &vv, opts).unwrap();
     let g = flash_attention_backward(&qv, &ktv, &vv, &fwd, &dov, opts).unwrap();
-    let r = naive::<f64>(s, &q, &k, &v, &d_o, causal, scale);
-    let t = naive::<f32>(s, &q, &k, &v, &d_o, causal, scale);
+    let r = naive::<f64>(s, &q, &k, &v, &d_o, causal, scale, drop);
+    let t = naive::<f32>(s, &q, &k, &v, &d_o, causal, scale, drop);
     let f = |x: &[f32]| x.iter().map(|&y| y as f64).collect::<Vec<f64>>();
-    let ours = [f(&fwd.o), f(&fwd.lse), f(&g.dq), f(&g.dk), f(&g.dv)];
-    for (name, ((o, r), t)) in ["o", "lse", "dq", "dk", "dv"]
+    let total = fwd.total.as_deref().unwrap();
+    let ours = [
+        f(&fwd.o),
+        f(&fwd.lse),
+        f(&g.dq),
+        f(&g.dk),
+        f(&g.dv),
+        f(total),
+    ];
+    for (name, ((o, r), t)) in ["o", "lse", "dq", "dk", "dv", "total"]
         .iter()
         .zip(ours.iter().zip(&r).zip(&t))
     {
@@ -265,7 +291,7 @@ fn awkward_shapes_match_the_reference() {
     ];
     for (i, s) in shapes.iter().enumerate() {
         for causal in [false, true] {
-            check(*s, causal, 1.0 + (i % 4) as f64, 7 + i as u64);
+            check(*s, causal, 1.0 + (i % 4) as f64, 7 + i as u64, None);
         }
     }
 }
@@ -296,6 +322,14 @@ fn bad_arguments_are_typed_errors() {
         flash_attention(&small, &small, &small, Options::new(8)).unwrap_err(),
         flagattention::Error::HeadDim(8)
     ));
+    for p in [1.0, -0.1, f32::NAN] {
+        let opts = Options {
+            dropout: Some(Dropout { p, seed: 1 }),
+            ..Options::new(16)
+        };
+        let e = flash_attention(&q, &q, &q, opts).unwrap_err();
+        assert!(e.to_string().contains("dropout_p"), "{e}");
+    }
     let three = TensorView::from_slice(&x, &[8, 8, 16]).unwrap();
     let e = flash_attention(&q, &three, &three, Options::new(16)).unwrap_err();
     assert!(e.to_string().contains("`k`"), "{e}");
@@ -330,6 +364,136 @@ fn the_issues_larger_shapes_match_the_reference() {
         },
     ];
     for (i, s) in shapes.iter().enumerate() {
-        check(*s, i % 2 == 0, 4.0 - i as f64, 100 + i as u64);
+        check(*s, i % 2 == 0, 4.0 - i as f64, 100 + i as u64, None);
+    }
+}
+
+/// Dropout: the backward regenerates the forward's mask (the reference draws it from
+/// [`Dropout::keeps`] element by element), GQA and causal included.
+#[test]
+fn dropout_matches_the_reference_with_the_same_mask() {
+    let s = Shape {
+        b: 2,
+        hq: 4,
+        hk: 2,
+        m: 150,
+        n: 230,
+        d: 32,
+    };
+    for (i, causal) in [false, true].into_iter().enumerate() {
+        let drop = Dropout {
+            p: 0.3,
+            seed: 42 + i as u64,
+        };
+        check(s, causal, 2.0, 300 + i as u64, Some(drop));
+    }
+}
+
+/// The mask's survivors are a 1 − p fraction, and no pattern ties neighbours together.
+#[test]
+fn dropout_keeps_one_minus_p_independently() {
+    let dims = Dims {
+        b: 1,
+        hq: 2,
+        hk: 2,
+        m: 300,
+        n: 400,
+        d: 16,
+    };
+    let drop = Dropout { p: 0.2, seed: 9 };
+    let (mut kept, mut both, mut pairs) = (0usize, 0usize, 0usize);
+    let count = 2 * dims.m * dims.n;
+    for bh in 0..2 {
+        for i in 0..dims.m {
+            let row: Vec<bool> = (0..dims.n).map(|j| drop.keeps(dims, bh, i, j)).collect();
+            kept += row.iter().filter(|&&x| x).count();
+            both += row.windows(2).filter(|w| w[0] && w[1]).count();
+            pairs += row.len() - 1;
+        }
+    }
+    // Binomial standard deviation of the kept fraction: √(0.16 / 240000) ≈ 0.0008.
+    let rate = kept as f64 / count as f64;
+    assert!((rate - 0.8).abs() < 0.004, "kept {rate}");
+    let joint = both as f64 / pairs as f64;
+    assert!(
+        (joint - 0.64).abs() < 0.006,
+        "neighbours kept together {joint}"
+    );
+    let other = Dropout { p: 0.2, seed: 10 };
+    let same = (0..dims.n)
+        .filter(|&j| drop.keeps(dims, 0, 0, j) == other.keeps(dims, 0, 0, j))
+        .count();
+    assert!(same < dims.n, "another seed gives another mask");
+}
+
+fn tv4(x: &[f32], s: Shape, h: usize, len: usize) -> TensorView<'_, f32> {
+    TensorView::from_slice(x, &[s.b, h, len, s.d]).unwrap()
+}
+
+/// The backward is the gradient: central differences of L = Σ o·do through the f64 naive
+/// forward agree with the naive f64 backward (the derivation) and with ours.
+#[test]
+fn gradients_match_finite_differences() {
+    let s = Shape {
+        b: 1,
+        hq: 2,
+        hk: 1,
+        m: 5,
+        n: 7,
+        d: 16,
+    };
+    for causal in [false, true] {
+        let mut rng = Rng::new(77 + causal as u64);
+        let len_q = s.b * s.hq * s.m * s.d;
+        let len_k = s.b * s.hk * s.n * s.d;
+        let (q, k, v, d_o) = (
+            normal(&mut rng, len_q, 1.0),
+            normal(&mut rng, len_k, 1.0),
+            normal(&mut rng, len_k, 1.0),
+            normal(&mut rng, len_q, 1.0),
+        );
+        let scale = 0.25;
+        let loss = |q: &[f32], k: &[f32], v: &[f32]| {
+            let [o, ..] = naive::<f64>(s, q, k, v, &d_o, causal, scale, None);
+            o.iter().zip(&d_o).map(|(o, g)| o * *g as f64).sum::<f64>()
+        };
+        let opts = Options {
+            causal,
+            sm_scale: scale as f32,
+            ..Options::new(s.d)
+        };
+        let (tq, tk, tv) = (
+            tv4(&q, s, s.hq, s.m),
+            tv4(&k, s, s.hk, s.n),
+            tv4(&v, s, s.hk, s.n),
+        );
+        let fwd = flash_attention(&tq, &tk, &tv, opts).unwrap();
+        let tdo = tv4(&d_o, s, s.hq, s.m);
+        let ours = flash_attention_backward(&tq, &tk, &tv, &fwd, &tdo, opts).unwrap();
+        let [_, _, rq, rk, rv, _] = naive::<f64>(s, &q, &k, &v, &d_o, causal, scale, None);
+        // The inputs are f32: each step is what the bumped value rounds to.
+        let h = 1e-3f32;
+        for (which, ours, derived) in [(0, &ours.dq, &rq), (1, &ours.dk, &rk), (2, &ours.dv, &rv)] {
+            for idx in 0..ours.len() {
+                let bump = |delta: f32| {
+                    let mut x = [q.clone(), k.clone(), v.clone()];
+                    x[which][idx] += delta;
+                    x
+                };
+                let (xp, xm) = (bump(h), bump(-h));
+                let step = (xp[which][idx] - xm[which][idx]) as f64;
+                let fd = (loss(&xp[0], &xp[1], &xp[2]) - loss(&xm[0], &xm[1], &xm[2])) / step;
+                assert!(
+                    (derived[idx] - fd).abs() <= 1e-5 * (1.0 + fd.abs()),
+                    "tensor {which} [{idx}] causal={causal}: derived {} vs differences {fd}",
+                    derived[idx]
+                );
+                assert!(
+                    (ours[idx] as f64 - fd).abs() <= 1e-4 * (1.0 + fd.abs()),
+                    "tensor {which} [{idx}] causal={causal}: ours {} vs differences {fd}",
+                    ours[idx]
+                );
+            }
+        }
     }
 }
