@@ -99,13 +99,7 @@ pub fn flash_attention<T: Float>(
         });
     }
     let (qr, kr) = (pack::rows(q), pack::rows(k));
-    let ctx = Ctx {
-        dims,
-        opts,
-        q: &qr,
-        k: LhsPack::new(&kr, n, d),
-        v: RhsPack::new(&pack::rows(v), n, d),
-    };
+    let ctx = Ctx::new(dims, opts, &qr, &kr, &pack::rows(v));
     o.par_chunks_mut(m * d)
         .zip(lse.par_chunks_mut(m))
         .enumerate()
@@ -115,26 +109,40 @@ pub fn flash_attention<T: Float>(
                 .zip(lse_head.par_chunks_mut(BR))
                 .enumerate()
                 .for_each(|(blk, (o_blk, lse_blk))| {
-                    ctx.block(bh, blk * BR, o_blk, lse_blk);
+                    let mut acc = vec![0f32; o_blk.len()];
+                    ctx.attend(bh, blk * BR, 0..n, &mut acc, lse_blk);
+                    T::rows_from_f32(&acc, o_blk);
                 });
         });
+    Ok(finish(dims, opts, o, lse, &qr, &kr))
+}
+
+/// The outputs, with total attention added when asked for (it needs the final lse).
+pub(crate) fn finish<T>(
+    dims: Dims,
+    opts: Options,
+    o: Vec<T>,
+    lse: Vec<f32>,
+    q_rows: &[f32],
+    k_rows: &[f32],
+) -> Attention<T> {
     let total = opts.total_attention.then(|| {
-        let mut t = vec![0f32; total_len];
-        let scores = crate::scores::Scores::new(dims, opts, &qr, &kr);
+        let mut t = vec![0f32; dims.b * dims.hq * dims.n];
+        let scores = crate::scores::Scores::new(dims, opts, q_rows, k_rows);
         crate::total::total_attention(&scores, &lse, &mut t);
         t
     });
-    Ok(Attention {
+    Attention {
         dims,
         opts,
         o,
         lse,
         total,
-    })
+    }
 }
 
 /// What the forward's tasks read: q as rows, k and v packed as the operands they are.
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     dims: Dims,
     opts: Options,
     q: &'a [f32],
@@ -142,14 +150,34 @@ struct Ctx<'a> {
     v: RhsPack,
 }
 
-impl Ctx<'_> {
-    /// One block of query rows `r0..` (as many as `lse_blk` holds) of query head `bh`
-    /// (= batch·Hq + head). The scores are computed transposed, keys × queries, so the
-    /// softmax runs down columns with one query per vector lane (no reductions across a
-    /// vector), and both products read their left operand at constant offsets.
-    fn block<T: Float>(&self, bh: usize, r0: usize, o_blk: &mut [T], lse_blk: &mut [f32]) {
+impl<'a> Ctx<'a> {
+    pub fn new(dims: Dims, opts: Options, q: &'a [f32], k: &[f32], v: &[f32]) -> Self {
+        Ctx {
+            dims,
+            opts,
+            q,
+            k: LhsPack::new(k, dims.n, dims.d),
+            v: RhsPack::new(v, dims.n, dims.d),
+        }
+    }
+
+    /// Query rows `r0..` (as many as `lse_out` holds) of query head `bh` (= batch·Hq +
+    /// head) against the keys `keys` (its start a multiple of [`BC`]): their attention
+    /// output, normalised over those keys, into `out`, and its log-sum-exp into `lse_out`.
+    /// The scores are computed transposed, keys × queries, so the softmax runs down columns
+    /// with one query per vector lane (no reductions across a vector), and both products
+    /// read their left operand at constant offsets.
+    pub fn attend(
+        &self,
+        bh: usize,
+        r0: usize,
+        keys: std::ops::Range<usize>,
+        out: &mut [f32],
+        lse_out: &mut [f32],
+    ) {
         let Dims { hq, m, n, d, .. } = self.dims;
-        let (opts, r) = (self.opts, lse_blk.len());
+        let (opts, r) = (self.opts, lse_out.len());
+        debug_assert!(keys.start.is_multiple_of(BC) && keys.end <= n);
         let kv = (bh / hq) * self.dims.hk + (bh % hq) / self.dims.group();
         // This block's queries transposed into panels: the right operand of k·qᵀ.
         let qt = RhsT::new(&self.q[(bh * m + r0) * d..][..r * d], r, d);
@@ -161,9 +189,9 @@ impl Ctx<'_> {
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
         let ld = padded(r);
         let mut st = vec![0f32; BC * ld];
-        let mut c0 = 0;
-        while c0 < reach(r0, r, m, n, opts.causal) {
-            let c = BC.min(n - c0);
+        let mut c0 = keys.start;
+        while c0 < reach(r0, r, m, n, opts.causal).min(keys.end) {
+            let c = BC.min(keys.end - c0);
             let st = &mut st[..c * ld];
             matmul(st, ld, c, r, d, self.k.from(kv, c0), qt.from(0, 0), false);
             let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
@@ -204,17 +232,16 @@ impl Ctx<'_> {
             }
             c0 += c;
         }
-        let rows = acc.chunks_exact_mut(d).zip(o_blk.chunks_exact_mut(d));
-        for (i, (row, out)) in rows.enumerate() {
+        let rows = acc.chunks_exact(d).zip(out.chunks_exact_mut(d));
+        for (i, (acc, out)) in rows.enumerate() {
             if row_sum[i] > 0.0 {
                 let inv = 1.0 / row_sum[i];
-                row.iter_mut().for_each(|x| *x *= inv);
-                lse_blk[i] = row_max[i] + row_sum[i].ln();
+                out.iter_mut().zip(acc).for_each(|(o, a)| *o = a * inv);
+                lse_out[i] = row_max[i] + row_sum[i].ln();
             } else {
-                row.fill(0.0);
-                lse_blk[i] = f32::NEG_INFINITY;
+                out.fill(0.0);
+                lse_out[i] = f32::NEG_INFINITY;
             }
-            T::rows_from_f32(row, out);
         }
     }
 }

@@ -22,6 +22,7 @@ mod matmul;
 mod pack;
 mod scores;
 mod shape;
+mod split_kv;
 #[cfg(feature = "tch")]
 pub mod torch;
 mod total;
@@ -34,3 +35,4 @@ pub use error::{Error, Result};
 pub use forward::{flash_attention, Attention, Options};
 pub use half::{bf16, f16};
 pub use shape::Dims;
+pub use split_kv::{default_splits, flash_attention_split_kv};

@@ -497,3 +497,62 @@ fn gradients_match_finite_differences() {
         }
     }
 }
+
+/// Decoding with the keys split: FlagAttention's rule for o and lse (and total attention)
+/// whatever the number of parts, causal (bottom-right: the few queries are the last
+/// positions) and not, GQA.
+#[test]
+fn split_kv_matches_the_reference() {
+    let s = Shape {
+        b: 2,
+        hq: 4,
+        hk: 1,
+        m: 3,
+        n: 2100,
+        d: 64,
+    };
+    let Shape { b, hq, hk, m, n, d } = s;
+    let mut rng = Rng::new(31);
+    let q = normal(&mut rng, b * hq * m * d, 2.0);
+    let k = normal(&mut rng, b * hk * n * d, 2.0);
+    let v = normal(&mut rng, b * hk * n * d, 1.0);
+    let d_o = vec![0f32; q.len()];
+    for causal in [false, true] {
+        let scale = 1.0 / (d as f64).sqrt();
+        let r = naive::<f64>(s, &q, &k, &v, &d_o, causal, scale, None);
+        let t = naive::<f32>(s, &q, &k, &v, &d_o, causal, scale, None);
+        let opts = Options {
+            causal,
+            total_attention: true,
+            ..Options::new(d)
+        };
+        for splits in [1, 3, 7, 1000] {
+            let out = flagattention::flash_attention_split_kv(
+                &tv4(&q, s, hq, m),
+                &tv4(&k, s, hk, n),
+                &tv4(&v, s, hk, n),
+                opts,
+                splits,
+            )
+            .unwrap();
+            let f = |x: &[f32]| x.iter().map(|&y| y as f64).collect::<Vec<f64>>();
+            let ours = [f(&out.o), f(&out.lse), f(out.total.as_deref().unwrap())];
+            for (name, (o, i)) in ["o", "lse", "total"].iter().zip([(0, 0), (1, 1), (2, 5)]) {
+                let (e_ours, e_naive) = (max_err(&ours[o], &r[i]), max_err(&t[i], &r[i]));
+                assert!(
+                    e_ours <= 2.0 * e_naive + 1e-5,
+                    "{name} with {splits} parts, causal={causal}: ours {e_ours:e}, naive {e_naive:e}"
+                );
+            }
+        }
+    }
+    let e = flagattention::flash_attention_split_kv(
+        &tv4(&q, s, hq, m),
+        &tv4(&k, s, hk, n),
+        &tv4(&v, s, hk, n),
+        Options::new(d),
+        0,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("splits"), "{e}");
+}
