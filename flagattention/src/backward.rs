@@ -8,7 +8,7 @@
 use crate::dropout::Dropout;
 use crate::dtype::Float;
 use crate::forward::{dot, Attention, Options, BC, BR};
-use crate::mask::reach;
+use crate::mask::{reach, Band};
 use crate::matmul::{matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
@@ -36,6 +36,27 @@ pub fn flash_attention_backward<T: Float>(
     opts: Options,
 ) -> Result<Grads<T>> {
     let dims = check(q, k, v, &opts)?;
+    let (mut dq, mut dk, dv) = backward(&[(q, k)], v, fwd, d_o, dims, None, opts)?;
+    Ok(Grads {
+        dq: dq.remove(0),
+        dk: dk.remove(0),
+        dv,
+    })
+}
+
+/// The backward of attention whose scores come from `pairs` ((q, k) views checked against
+/// `dims`; two for piecewise attention, `band` saying which scores where): each pair's dq
+/// and dk, and dv.
+#[allow(clippy::type_complexity)]
+pub(crate) fn backward<T: Float>(
+    pairs: &[(&TensorView<'_, T>, &TensorView<'_, T>)],
+    v: &TensorView<'_, T>,
+    fwd: &Attention<T>,
+    d_o: &TensorView<'_, T>,
+    dims: Dims,
+    band: Option<Band>,
+    opts: Options,
+) -> Result<(Vec<Vec<T>>, Vec<Vec<T>>, Vec<T>)> {
     let Dims { b, hq, hk, m, n, d } = dims;
     expect("do", d_o, &[b, hq, m, d])?;
     if fwd.opts != opts {
@@ -51,13 +72,11 @@ pub fn flash_attention_backward<T: Float>(
         });
     }
     let zero = T::from_f32(0.0);
-    let mut grads = Grads {
-        dq: vec![zero; b * hq * m * d],
-        dk: vec![zero; b * hk * n * d],
-        dv: vec![zero; b * hk * n * d],
-    };
+    let mut dqs = vec![vec![zero; b * hq * m * d]; pairs.len()];
+    let mut dks = vec![vec![zero; b * hk * n * d]; pairs.len()];
+    let mut dv = vec![zero; b * hk * n * d];
     if m == 0 || n == 0 {
-        return Ok(grads);
+        return Ok((dqs, dks, dv));
     }
     let dor = pack::rows(d_o);
     // D_i = do_i · o_i, the softmax backward's row term.
@@ -73,11 +92,15 @@ pub fn flash_attention_backward<T: Float>(
                 *x = dot(&dor[i * d..(i + 1) * d], &row);
             }
         });
-    let (qr, kr) = (pack::rows(q), pack::rows(k));
+    let rows: Vec<_> = pairs
+        .iter()
+        .map(|(q, k)| (pack::rows(*q), pack::rows(*k)))
+        .collect();
+    let refs: Vec<(&[f32], &[f32])> = rows.iter().map(|(q, k)| (&q[..], &k[..])).collect();
     let ctx = Ctx {
-        scores: Scores::new(dims, opts, &qr, &kr),
-        q: RhsPack::new(&qr, m, d),
-        k: RhsPack::new(&kr, n, d),
+        scores: Scores::new(dims, opts, &refs, band),
+        q: refs.iter().map(|p| RhsPack::new(p.0, m, d)).collect(),
+        k: refs.iter().map(|p| RhsPack::new(p.1, n, d)).collect(),
         vt: RhsT::new(&pack::rows(v), n, d),
         do_lhs: LhsPack::new(&dor, m, d),
         d_o: RhsPack::new(&dor, m, d),
@@ -94,41 +117,49 @@ pub fn flash_attention_backward<T: Float>(
         .collect();
     let g = dims.group();
     // Each (batch, key head) writes its own dK/dV rows and its query heads' dQ rows.
-    grads
-        .dq
-        .par_chunks_mut(g * m * d)
-        .zip(grads.dk.par_chunks_mut(n * d))
-        .zip(grads.dv.par_chunks_mut(n * d))
+    for (p, (dq, dk)) in dqs.iter_mut().zip(dks.iter_mut()).enumerate() {
+        dq.par_chunks_mut(g * m * d)
+            .zip(dk.par_chunks_mut(n * d))
+            .zip(parts.par_chunks(shares))
+            .for_each(|((dq, dk), parts)| {
+                let mut sum = parts[0].dq[p].clone();
+                for part in &parts[1..] {
+                    sum.iter_mut().zip(&part.dq[p]).for_each(|(s, x)| *s += x);
+                }
+                T::rows_from_f32(&sum, dq);
+                for part in parts {
+                    for (c0, bk, _) in &part.blocks {
+                        T::rows_from_f32(&bk[p], &mut dk[c0 * d..][..bk[p].len()]);
+                    }
+                }
+            });
+    }
+    dv.par_chunks_mut(n * d)
         .zip(parts.par_chunks(shares))
-        .for_each(|(((dq, dk), dv), parts)| {
-            let mut sum = parts[0].dq.clone();
-            for part in &parts[1..] {
-                sum.iter_mut().zip(&part.dq).for_each(|(s, x)| *s += x);
-            }
-            T::rows_from_f32(&sum, dq);
+        .for_each(|(dv, parts)| {
             for part in parts {
-                for (c0, bk, bv) in &part.blocks {
-                    T::rows_from_f32(bk, &mut dk[c0 * d..][..bk.len()]);
+                for (c0, _, bv) in &part.blocks {
                     T::rows_from_f32(bv, &mut dv[c0 * d..][..bv.len()]);
                 }
             }
         });
-    Ok(grads)
+    Ok((dqs, dks, dv))
 }
 
-/// What one task produced: its group's dQ share (G × M × D) and its key blocks' (first key,
-/// dK, dV).
+/// What one task produced: per score pair its group's dQ share (G × M × D), and its key
+/// blocks' (first key, dK per pair, dV).
 struct Part {
-    dq: Vec<f32>,
-    blocks: Vec<(usize, Vec<f32>, Vec<f32>)>,
+    dq: Vec<Vec<f32>>,
+    blocks: Vec<(usize, Vec<Vec<f32>>, Vec<f32>)>,
 }
 
 /// What the tasks read, packed as the operands they are.
 struct Ctx<'a> {
-    /// q and k for the probabilities.
+    /// The score pairs' q and k, for the probabilities.
     scores: Scores,
-    q: RhsPack,
-    k: RhsPack,
+    /// Per score pair: q and k as right operands (of dK and dQ).
+    q: Vec<RhsPack>,
+    k: Vec<RhsPack>,
     vt: RhsT,
     do_lhs: LhsPack,
     d_o: RhsPack,
@@ -144,17 +175,19 @@ impl Ctx<'_> {
         let Dims {
             hq, hk, m, n, d, ..
         } = dims;
-        let opts = self.scores.opts;
+        let (opts, pairs) = (self.scores.opts, self.q.len());
         let g = dims.group();
         let kv = bi * hk + kh;
-        let mut dq = vec![0f32; g * m * d];
+        let mut dq = vec![vec![0f32; g * m * d]; pairs];
         let ld = padded(BC);
         let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
+        let mut spare = vec![0f32; if pairs > 1 { BR * ld } else { 0 }];
         let mut part = vec![0f32; BR.max(BC) * d];
         let mut blocks = Vec::new();
         for blk in (share..n.div_ceil(BC)).step_by(shares) {
             let (c0, c) = (blk * BC, BC.min(n - blk * BC));
-            let (mut dk, mut dv) = (vec![0f32; c * d], vec![0f32; c * d]);
+            let mut dk = vec![vec![0f32; c * d]; pairs];
+            let mut dv = vec![0f32; c * d];
             for hh in 0..g {
                 let bh = bi * hq + kh * g + hh;
                 let lse = &self.lse[bh * m..(bh + 1) * m];
@@ -166,7 +199,9 @@ impl Ctx<'_> {
                         r0 += r;
                         continue;
                     }
-                    self.scores.probabilities(&mut s, ld, bh, r0, r, c0, c, lse);
+                    let (rows, keys) = ((r0, r), (c0, c));
+                    self.scores
+                        .probabilities(&mut s, &mut spare, ld, bh, rows, keys, lse);
                     let (a, b) = (self.do_lhs.from(bh, r0), self.vt.from(kv, c0));
                     matmul(&mut dp, ld, r, c, d, a, b, false);
                     // dS = P ∘ (dP − D)·scale, dP taken through the dropout mask; then P
@@ -188,20 +223,55 @@ impl Ctx<'_> {
                     }
                     // Each product into `part`, then added: sums over thousands of rows or
                     // keys kept in one running sum would lose digits.
-                    let (p_t, ds_t) = (Lhs::transposed(&s, ld), Lhs::transposed(&dp, ld));
+                    let p_t = Lhs::transposed(&s, ld);
                     matmul(&mut part, d, c, d, r, p_t, self.d_o.from(bh, r0), false);
                     add(&mut dv, &part[..c * d]);
-                    matmul(&mut part, d, c, d, r, ds_t, self.q.from(bh, r0), false);
-                    add(&mut dk, &part[..c * d]);
-                    let (ds, keys) = (Lhs::rows(&dp, ld), self.k.from(kv, c0));
-                    matmul(&mut part, d, r, d, c, ds, keys, false);
-                    add(&mut dq[(hh * m + r0) * d..][..r * d], &part[..r * d]);
+                    for (p, ds) in self.split(&mut dp, &mut spare, ld, (r0, r), (c0, c)) {
+                        let ds_t = Lhs::transposed(ds, ld);
+                        matmul(&mut part, d, c, d, r, ds_t, self.q[p].from(bh, r0), false);
+                        add(&mut dk[p], &part[..c * d]);
+                        let (ds, keys) = (Lhs::rows(ds, ld), self.k[p].from(kv, c0));
+                        matmul(&mut part, d, r, d, c, ds, keys, false);
+                        add(&mut dq[p][(hh * m + r0) * d..][..r * d], &part[..r * d]);
+                    }
                     r0 += r;
                 }
             }
             blocks.push((c0, dk, dv));
         }
         Part { dq, blocks }
+    }
+
+    /// dS (in `ds`, row stride `ld`) split among the score pairs that produced it: (pair,
+    /// its part of dS) for each pair used in the tile; with two, the second's part is
+    /// moved to `spare`.
+    fn split<'b>(
+        &self,
+        ds: &'b mut [f32],
+        spare: &'b mut [f32],
+        ld: usize,
+        (r0, r): (usize, usize),
+        (c0, c): (usize, usize),
+    ) -> Vec<(usize, &'b [f32])> {
+        let Some(band) = self.scores.band else {
+            return vec![(0, ds)];
+        };
+        let Dims { m, n, .. } = self.scores.dims;
+        let far = |i: usize| band.far_keys(r0 + i, c0, c, m, n);
+        if far(r - 1) == 0 {
+            return vec![(0, ds)];
+        }
+        if far(0) == c {
+            return vec![(1, ds)];
+        }
+        let rows = ds.chunks_mut(ld).zip(spare.chunks_mut(ld)).take(r);
+        for (i, (near, other)) in rows.enumerate() {
+            let f = far(i);
+            other[..f].copy_from_slice(&near[..f]);
+            other[f..c].fill(0.0);
+            near[..f].fill(0.0);
+        }
+        vec![(0, ds), (1, spare)]
     }
 }
 

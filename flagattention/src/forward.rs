@@ -4,7 +4,7 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::mask::{first_seeing, reach};
+use crate::mask::{first_seeing, reach, Band};
 use crate::matmul::{matmul, Lhs, MR, NR};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::padded;
@@ -84,37 +84,44 @@ pub fn flash_attention<T: Float>(
     opts: Options,
 ) -> Result<Attention<T>> {
     let dims = check(q, k, v, &opts)?;
+    Ok(forward(&[(q, k)], v, dims, None, opts))
+}
+
+/// The forward of attention whose scores come from `pairs` ((q, k) views checked against
+/// `dims`; two for piecewise attention, `band` saying which scores where).
+pub(crate) fn forward<T: Float>(
+    pairs: &[(&TensorView<'_, T>, &TensorView<'_, T>)],
+    v: &TensorView<'_, T>,
+    dims: Dims,
+    band: Option<Band>,
+    opts: Options,
+) -> Attention<T> {
     let Dims { b, hq, m, n, d, .. } = dims;
     let mut o = vec![T::from_f32(0.0); b * hq * m * d];
     let mut lse = vec![f32::NEG_INFINITY; b * hq * m];
-    let total_len = b * hq * n;
-    if m == 0 || n == 0 {
-        let total = opts.total_attention.then(|| vec![0f32; total_len]);
-        return Ok(Attention {
-            dims,
-            opts,
-            o,
-            lse,
-            total,
-        });
+    let rows: Vec<_> = pairs
+        .iter()
+        .map(|(q, k)| (pack::rows(*q), pack::rows(*k)))
+        .collect();
+    let refs: Vec<(&[f32], &[f32])> = rows.iter().map(|(q, k)| (&q[..], &k[..])).collect();
+    if m > 0 && n > 0 {
+        let ctx = Ctx::new(dims, opts, &refs, band, &pack::rows(v));
+        o.par_chunks_mut(m * d)
+            .zip(lse.par_chunks_mut(m))
+            .enumerate()
+            .for_each(|(bh, (o_head, lse_head))| {
+                o_head
+                    .par_chunks_mut(BR * d)
+                    .zip(lse_head.par_chunks_mut(BR))
+                    .enumerate()
+                    .for_each(|(blk, (o_blk, lse_blk))| {
+                        let mut acc = vec![0f32; o_blk.len()];
+                        ctx.attend(bh, blk * BR, 0..n, &mut acc, lse_blk);
+                        T::rows_from_f32(&acc, o_blk);
+                    });
+            });
     }
-    let (qr, kr) = (pack::rows(q), pack::rows(k));
-    let ctx = Ctx::new(dims, opts, &qr, &kr, &pack::rows(v));
-    o.par_chunks_mut(m * d)
-        .zip(lse.par_chunks_mut(m))
-        .enumerate()
-        .for_each(|(bh, (o_head, lse_head))| {
-            o_head
-                .par_chunks_mut(BR * d)
-                .zip(lse_head.par_chunks_mut(BR))
-                .enumerate()
-                .for_each(|(blk, (o_blk, lse_blk))| {
-                    let mut acc = vec![0f32; o_blk.len()];
-                    ctx.attend(bh, blk * BR, 0..n, &mut acc, lse_blk);
-                    T::rows_from_f32(&acc, o_blk);
-                });
-        });
-    Ok(finish(dims, opts, o, lse, &qr, &kr))
+    finish(dims, opts, o, lse, &refs, band)
 }
 
 /// The outputs, with total attention added when asked for (it needs the final lse).
@@ -123,13 +130,15 @@ pub(crate) fn finish<T>(
     opts: Options,
     o: Vec<T>,
     lse: Vec<f32>,
-    q_rows: &[f32],
-    k_rows: &[f32],
+    pairs: &[(&[f32], &[f32])],
+    band: Option<Band>,
 ) -> Attention<T> {
     let total = opts.total_attention.then(|| {
         let mut t = vec![0f32; dims.b * dims.hq * dims.n];
-        let scores = crate::scores::Scores::new(dims, opts, q_rows, k_rows);
-        crate::total::total_attention(&scores, &lse, &mut t);
+        if dims.m > 0 && dims.n > 0 {
+            let scores = crate::scores::Scores::new(dims, opts, pairs, band);
+            crate::total::total_attention(&scores, &lse, &mut t);
+        }
         t
     });
     Attention {
@@ -145,19 +154,79 @@ pub(crate) fn finish<T>(
 pub(crate) struct Ctx<'a> {
     dims: Dims,
     opts: Options,
-    q: &'a [f32],
-    k: LhsPack,
+    /// Per score pair (one; two for piecewise attention): q as rows, k packed.
+    q: Vec<&'a [f32]>,
+    k: Vec<LhsPack>,
+    band: Option<Band>,
     v: RhsPack,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(dims: Dims, opts: Options, q: &'a [f32], k: &[f32], v: &[f32]) -> Self {
+    /// `pairs` holds the rows of each (q, k) score pair; `band` says which pair scores
+    /// which (query, key) when there are two.
+    pub fn new(
+        dims: Dims,
+        opts: Options,
+        pairs: &[(&'a [f32], &[f32])],
+        band: Option<Band>,
+        v: &[f32],
+    ) -> Self {
         Ctx {
             dims,
             opts,
-            q,
-            k: LhsPack::new(k, dims.n, dims.d),
+            q: pairs.iter().map(|p| p.0).collect(),
+            k: pairs
+                .iter()
+                .map(|p| LhsPack::new(p.1, dims.n, dims.d))
+                .collect(),
+            band,
             v: RhsPack::new(v, dims.n, dims.d),
+        }
+    }
+
+    /// The unscaled scores of keys `c0..c0 + c` (rows) against queries `r0..r0 + r`
+    /// (columns, packed per pair in `qt`) into `st` (row stride `ld`); `spare` holds the
+    /// second pair's where a block needs both.
+    #[allow(clippy::too_many_arguments)]
+    fn scores_t(
+        &self,
+        st: &mut [f32],
+        spare: &mut [f32],
+        ld: usize,
+        kv: usize,
+        (r0, r): (usize, usize),
+        (c0, c): (usize, usize),
+        qt: &[RhsT],
+    ) {
+        let d = self.dims.d;
+        let product = |p: usize, out: &mut [f32]| {
+            matmul(
+                out,
+                ld,
+                c,
+                r,
+                d,
+                self.k[p].from(kv, c0),
+                qt[p].from(0, 0),
+                false,
+            )
+        };
+        let Some(band) = self.band else {
+            return product(0, st);
+        };
+        let (m, n) = (self.dims.m, self.dims.n);
+        let first = |j: usize| band.first_far_row(c0 + j, r0, r, m, n);
+        if first(0) >= r {
+            product(0, st);
+        } else if first(c - 1) == 0 {
+            product(1, st);
+        } else {
+            product(0, st);
+            product(1, spare);
+            let rows = st.chunks_mut(ld).zip(spare.chunks(ld)).take(c);
+            for (j, (row, far)) in rows.enumerate() {
+                row[first(j)..r].copy_from_slice(&far[first(j)..r]);
+            }
         }
     }
 
@@ -180,7 +249,9 @@ impl<'a> Ctx<'a> {
         debug_assert!(keys.start.is_multiple_of(BC) && keys.end <= n);
         let kv = (bh / hq) * self.dims.hk + (bh % hq) / self.dims.group();
         // This block's queries transposed into panels: the right operand of k·qᵀ.
-        let qt = RhsT::new(&self.q[(bh * m + r0) * d..][..r * d], r, d);
+        let qt: Vec<RhsT> = (self.q.iter())
+            .map(|q| RhsT::new(&q[(bh * m + r0) * d..][..r * d], r, d))
+            .collect();
         // Sums over keys are taken per block, then across blocks (in `acc` and `row_sum`):
         // one running sum over thousands of keys would lose digits.
         let (mut acc, mut part) = (vec![0f32; r * d], vec![0f32; r * d]);
@@ -189,11 +260,15 @@ impl<'a> Ctx<'a> {
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
         let ld = padded(r);
         let mut st = vec![0f32; BC * ld];
+        let mut spare = match self.band {
+            Some(_) => vec![0f32; BC * ld],
+            None => Vec::new(),
+        };
         let mut c0 = keys.start;
         while c0 < reach(r0, r, m, n, opts.causal).min(keys.end) {
             let c = BC.min(keys.end - c0);
             let st = &mut st[..c * ld];
-            matmul(st, ld, c, r, d, self.k.from(kv, c0), qt.from(0, 0), false);
+            self.scores_t(st, &mut spare, ld, kv, (r0, r), (c0, c), &qt);
             let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
             block_max.fill(f32::NEG_INFINITY);
             for (j, row) in st.chunks_exact(ld).enumerate() {

@@ -48,3 +48,26 @@ pub(crate) fn reach(r0: usize, r: usize, m: usize, n: usize, causal: bool) -> us
         _ => last_visible(r0 + r - 1, m, n, causal).map_or(0, |l| l + 1),
     }
 }
+
+/// Piecewise attention's switch (Aquila2's long-context position encoding): query i takes
+/// its score from the second pair (q2·k2) for key j when the bottom-right aligned signed
+/// distance i + (N − M) − j reaches `threshold`, else from the first (q1·k1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Band {
+    pub threshold: i64,
+}
+
+impl Band {
+    /// For key `j`, the first of rows `r0..r0 + r` (relative to `r0`) that takes the second
+    /// pair; the rows after it do too.
+    pub fn first_far_row(&self, j: usize, r0: usize, r: usize, m: usize, n: usize) -> usize {
+        let first = self.threshold + j as i64 + m as i64 - n as i64 - r0 as i64;
+        first.clamp(0, r as i64) as usize
+    }
+
+    /// For row `i`, how many of keys `c0..c0 + c` take the second pair (they are a prefix).
+    pub fn far_keys(&self, i: usize, c0: usize, c: usize, m: usize, n: usize) -> usize {
+        let count = i as i64 + n as i64 - m as i64 - self.threshold + 1 - c0 as i64;
+        count.clamp(0, c as i64) as usize
+    }
+}

@@ -3,8 +3,8 @@
 //! fixed-size blocks scattered through one cache, listed by its row of the block table. One
 //! query row per sequence attends to its first `context_len` positions; forward only.
 //!
-//! Layouts (FlagAttention's): query (B, Hq, D); key_cache and value_cache (num_blocks, Hk,
-//! block_size, D); block_tables (B, max_blocks) i32; context_lens (B) i32. Each task owns a
+//! Arguments and layouts as FlagAttention's: query (B, Hq, D); key_cache and value_cache
+//! (num_blocks, Hk, block_size, D); context_lens (B) i32; block_tables (B, max_blocks) i32. Each task owns a
 //! (sequence, key head) and reads every key and value row once for the group's query heads.
 
 use crate::dtype::Float;
@@ -44,8 +44,8 @@ pub fn paged_attention<T: Float>(
     query: &TensorView<'_, T>,
     key_cache: &TensorView<'_, T>,
     value_cache: &TensorView<'_, T>,
-    block_tables: &TensorView<'_, i32>,
     context_lens: &TensorView<'_, i32>,
+    block_tables: &TensorView<'_, i32>,
     sm_scale: f32,
 ) -> Result<Vec<T>> {
     let [b, hq, d] = shape("query", query, "(batch, heads, head dim)")?;

@@ -1,7 +1,7 @@
 //! Probabilities recomputed from the forward's log-sum-exp, P = exp(scale·q·k − lse), a
 //! block at a time, for the passes that run after the forward (backward, total attention).
 
-use crate::mask::visible;
+use crate::mask::{visible, Band};
 use crate::matmul::matmul;
 use crate::pack::{LhsPack, RhsT};
 use crate::shape::Dims;
@@ -11,49 +11,71 @@ use crate::Options;
 pub(crate) struct Scores {
     pub dims: Dims,
     pub opts: Options,
-    q: LhsPack,
-    kt: RhsT,
+    /// Per score pair (one; two for piecewise attention, `band` saying which scores where).
+    q: Vec<LhsPack>,
+    kt: Vec<RhsT>,
+    pub band: Option<Band>,
 }
 
 impl Scores {
-    pub fn new(dims: Dims, opts: Options, q_rows: &[f32], k_rows: &[f32]) -> Self {
+    /// `pairs` holds the rows of each (q, k) score pair.
+    pub fn new(dims: Dims, opts: Options, pairs: &[(&[f32], &[f32])], band: Option<Band>) -> Self {
         Scores {
             dims,
             opts,
-            q: LhsPack::new(q_rows, dims.m, dims.d),
-            kt: RhsT::new(k_rows, dims.n, dims.d),
+            q: pairs
+                .iter()
+                .map(|p| LhsPack::new(p.0, dims.m, dims.d))
+                .collect(),
+            kt: pairs
+                .iter()
+                .map(|p| RhsT::new(p.1, dims.n, dims.d))
+                .collect(),
+            band,
         }
     }
 
     /// exp(scale·q·k − lse_i) (r × c, row stride `ld`) of query head `bh` (= batch·Hq +
     /// head), rows `r0..` (a multiple of the kernel's row group) against keys `c0..` (of
-    /// its panel width); 0 where masked. `lse` holds the head's log-sum-exps.
+    /// its panel width); 0 where masked. `lse` holds the head's log-sum-exps; `spare` (as
+    /// large as `s`) takes the second pair's scores where a block needs both.
     #[allow(clippy::too_many_arguments)]
     pub fn probabilities(
         &self,
         s: &mut [f32],
+        spare: &mut [f32],
         ld: usize,
         bh: usize,
-        r0: usize,
-        r: usize,
-        c0: usize,
-        c: usize,
+        (r0, r): (usize, usize),
+        (c0, c): (usize, usize),
         lse: &[f32],
     ) {
         let Dims {
             hq, hk, m, n, d, ..
         } = self.dims;
         let kv = (bh / hq) * hk + (bh % hq) / self.dims.group();
-        matmul(
-            s,
-            ld,
-            r,
-            c,
-            d,
-            self.q.from(bh, r0),
-            self.kt.from(kv, c0),
-            false,
-        );
+        let product = |p: usize, out: &mut [f32]| {
+            let (a, b) = (self.q[p].from(bh, r0), self.kt[p].from(kv, c0));
+            matmul(out, ld, r, c, d, a, b, false)
+        };
+        match self.band {
+            None => product(0, s),
+            Some(band) => {
+                let far = |i: usize| band.far_keys(r0 + i, c0, c, m, n);
+                if far(r - 1) == 0 {
+                    product(0, s);
+                } else if far(0) == c {
+                    product(1, s);
+                } else {
+                    product(0, s);
+                    product(1, spare);
+                    let rows = s.chunks_mut(ld).zip(spare.chunks(ld)).take(r);
+                    for (i, (row, other)) in rows.enumerate() {
+                        row[..far(i)].copy_from_slice(&other[..far(i)]);
+                    }
+                }
+            }
+        }
         for (i, si) in s.chunks_mut(ld).take(r).enumerate() {
             let l = lse[r0 + i];
             let vis = match l.is_finite() {

@@ -40,9 +40,9 @@ pub fn flash_attention_split_kv<T: Float>(
     let mut lse = vec![f32::NEG_INFINITY; b * hq * m];
     let (qr, kr) = (pack::rows(q), pack::rows(k));
     if m == 0 || n == 0 {
-        return Ok(finish(dims, opts, o, lse, &qr, &kr));
+        return Ok(finish(dims, opts, o, lse, &[(&qr, &kr)], None));
     }
-    let ctx = Ctx::new(dims, opts, &qr, &kr, &pack::rows(v));
+    let ctx = Ctx::new(dims, opts, &[(&qr, &kr)], None, &pack::rows(v));
     let blocks = n.div_ceil(BC);
     let splits = splits.min(blocks);
     let part = |s: usize| (s * blocks / splits * BC).min(n);
@@ -88,5 +88,5 @@ pub fn flash_attention_split_kv<T: Float>(
                     }
                 });
         });
-    Ok(finish(dims, opts, o, lse, &qr, &kr))
+    Ok(finish(dims, opts, o, lse, &[(&qr, &kr)], None))
 }

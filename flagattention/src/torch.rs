@@ -2,7 +2,7 @@
 //! (B, H, T, D), tensors of the same kind out. tch has no custom autograd, so the backward is
 //! its own function and the caller passes the output's gradient.
 
-use crate::{bf16, f16, Attention, Error, Float, Options, Result};
+use crate::{bf16, f16, Attention, Dims, Error, Float, Options, Result};
 use flagcore::TensorView;
 use tch::{Device, Kind, Tensor};
 
@@ -13,6 +13,47 @@ pub struct Forward {
     pub o: Tensor,
     pub lse: Tensor,
     pub total: Option<Tensor>,
+}
+
+/// [`crate::piecewise_attention`] on tensors.
+pub fn piecewise_attention(
+    q1: &Tensor,
+    k1: &Tensor,
+    q2: &Tensor,
+    k2: &Tensor,
+    v: &Tensor,
+    dist_threshold: i64,
+    opts: Options,
+) -> Result<Forward> {
+    match q1.kind() {
+        Kind::Float => piecewise::<f32>([q1, k1, q2, k2, v], dist_threshold, opts),
+        Kind::BFloat16 => piecewise::<bf16>([q1, k1, q2, k2, v], dist_threshold, opts),
+        Kind::Half => piecewise::<f16>([q1, k1, q2, k2, v], dist_threshold, opts),
+        kind => Err(unsupported("q1", kind)),
+    }
+}
+
+/// [`crate::piecewise_attention_backward`] on tensors: dq1, dk1, dq2, dk2, dv.
+#[allow(clippy::too_many_arguments)]
+pub fn piecewise_attention_backward(
+    q1: &Tensor,
+    k1: &Tensor,
+    q2: &Tensor,
+    k2: &Tensor,
+    v: &Tensor,
+    o: &Tensor,
+    lse: &Tensor,
+    d_o: &Tensor,
+    dist_threshold: i64,
+    opts: Options,
+) -> Result<[Tensor; 5]> {
+    let inputs = [q1, k1, q2, k2, v];
+    match q1.kind() {
+        Kind::Float => piecewise_backward::<f32>(inputs, o, lse, d_o, dist_threshold, opts),
+        Kind::BFloat16 => piecewise_backward::<bf16>(inputs, o, lse, d_o, dist_threshold, opts),
+        Kind::Half => piecewise_backward::<f16>(inputs, o, lse, d_o, dist_threshold, opts),
+        kind => Err(unsupported("q1", kind)),
+    }
 }
 
 /// [`crate::flash_attention`] on tensors.
@@ -100,26 +141,11 @@ fn view<'a, T: Float>(
 
 fn forward<T: Float>(q: &Tensor, k: &Tensor, v: &Tensor, opts: Options) -> Result<Forward> {
     let kind = q.kind();
-    let (qd, qs) = host::<T>("q", q, kind)?;
-    let ((kd, ks), (vd, vs)) = (host::<T>("k", k, kind)?, host::<T>("v", v, kind)?);
-    let out = crate::flash_attention(
-        &view("q", &qd, &qs)?,
-        &view("k", &kd, &ks)?,
-        &view("v", &vd, &vs)?,
-        opts,
-    )?;
-    let Attention {
-        dims,
-        o,
-        lse,
-        total,
-        ..
-    } = out;
-    Ok(Forward {
-        o: tensor(&o, &qs, kind),
-        lse: tensor(&lse, &[dims.b, dims.hq, dims.m], Kind::Float),
-        total: total.map(|t| tensor(&t, &[dims.b, dims.hq, dims.n], Kind::Float)),
-    })
+    let names = ["q", "k", "v"];
+    let h = hosts::<T, 3>(names, [q, k, v], kind)?;
+    let [q, k, v] = views(&h, names)?;
+    let out = crate::flash_attention(&q, &k, &v, opts)?;
+    Ok(outputs(out, &h[0].1, kind))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,33 +159,114 @@ fn backward<T: Float>(
     opts: Options,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let kind = q.kind();
-    let (qd, qs) = host::<T>("q", q, kind)?;
-    let ((kd, ks), (vd, vs)) = (host::<T>("k", k, kind)?, host::<T>("v", v, kind)?);
-    let ((od, os), (dod, dos)) = (host::<T>("o", o, kind)?, host::<T>("do", d_o, kind)?);
-    let (lsed, lses) = host::<f32>("lse", lse, Kind::Float)?;
-    let (qv, kv, vv) = (
-        view("q", &qd, &qs)?,
-        view("k", &kd, &ks)?,
-        view("v", &vd, &vs)?,
+    let names = ["q", "k", "v", "do"];
+    let h = hosts::<T, 4>(names, [q, k, v, d_o], kind)?;
+    let [q, k, v, d_o] = views(&h, names)?;
+    let dims = crate::shape::check(&q, &k, &v, &opts)?;
+    let fwd = saved(o, lse, dims, opts, kind)?;
+    let g = crate::flash_attention_backward(&q, &k, &v, &fwd, &d_o, opts)?;
+    let (qs, ks) = (&h[0].1, &h[1].1);
+    Ok((
+        tensor(&g.dq, qs, kind),
+        tensor(&g.dk, ks, kind),
+        tensor(&g.dv, ks, kind),
+    ))
+}
+
+/// The forward's outputs as tensors (o shaped as q).
+fn outputs<T: Float>(out: Attention<T>, q_shape: &[usize], kind: Kind) -> Forward {
+    let Dims { b, hq, m, n, .. } = out.dims;
+    Forward {
+        o: tensor(&out.o, q_shape, kind),
+        lse: tensor(&out.lse, &[b, hq, m], Kind::Float),
+        total: (out.total).map(|t| tensor(&t, &[b, hq, n], Kind::Float)),
+    }
+}
+
+/// The forward's o and lse, checked to be this problem's, as the backward takes them.
+fn saved<T: Float>(
+    o: &Tensor,
+    lse: &Tensor,
+    dims: Dims,
+    opts: Options,
+    kind: Kind,
+) -> Result<Attention<T>> {
+    let ((o, os), (lse, lses)) = (
+        host::<T>("o", o, kind)?,
+        host::<f32>("lse", lse, Kind::Float)?,
     );
-    let dims = crate::shape::check(&qv, &kv, &vv, &opts)?;
-    if os != qs || lses != [dims.b, dims.hq, dims.m] {
+    let Dims { b, hq, m, d, .. } = dims;
+    if os != [b, hq, m, d] || lses != [b, hq, m] {
         return Err(Error::Tensor {
             arg: "o",
             message: format!("o {os:?} and lse {lses:?} are not this problem's outputs"),
         });
     }
-    let fwd = Attention {
+    Ok(Attention {
         dims,
         opts,
-        o: od,
-        lse: lsed,
+        o,
+        lse,
         total: None,
-    };
-    let g = crate::flash_attention_backward(&qv, &kv, &vv, &fwd, &view("do", &dod, &dos)?, opts)?;
-    Ok((
-        tensor(&g.dq, &qs, kind),
-        tensor(&g.dk, &ks, kind),
-        tensor(&g.dv, &vs, kind),
-    ))
+    })
+}
+
+/// Views of copied-out tensors, named by their arguments.
+fn views<'a, T: Float, const N: usize>(
+    h: &'a [(Vec<T>, Vec<usize>)],
+    names: [&'static str; N],
+) -> Result<[TensorView<'a, T>; N]> {
+    let v: Vec<TensorView<'a, T>> = (h.iter())
+        .zip(names)
+        .map(|((d, s), name)| view(name, d, s))
+        .collect::<Result<_>>()?;
+    Ok(v.try_into()
+        .unwrap_or_else(|_| unreachable!("one view per name")))
+}
+
+/// Tensors of one kind copied out, named by their arguments.
+fn hosts<T: Float, const N: usize>(
+    names: [&'static str; N],
+    ts: [&Tensor; N],
+    kind: Kind,
+) -> Result<Vec<(Vec<T>, Vec<usize>)>> {
+    names
+        .iter()
+        .zip(ts)
+        .map(|(name, t)| host::<T>(name, t, kind))
+        .collect()
+}
+
+fn piecewise<T: Float>(ts: [&Tensor; 5], threshold: i64, opts: Options) -> Result<Forward> {
+    let names = ["q1", "k1", "q2", "k2", "v"];
+    let h = hosts::<T, 5>(names, ts, ts[0].kind())?;
+    let [q1, k1, q2, k2, v] = views(&h, names)?;
+    let out = crate::piecewise_attention(&q1, &k1, &q2, &k2, &v, threshold, opts)?;
+    Ok(outputs(out, &h[0].1, ts[0].kind()))
+}
+
+fn piecewise_backward<T: Float>(
+    ts: [&Tensor; 5],
+    o: &Tensor,
+    lse: &Tensor,
+    d_o: &Tensor,
+    threshold: i64,
+    opts: Options,
+) -> Result<[Tensor; 5]> {
+    let kind = ts[0].kind();
+    let names = ["q1", "k1", "q2", "k2", "v", "do"];
+    let h = hosts::<T, 6>(names, [ts[0], ts[1], ts[2], ts[3], ts[4], d_o], kind)?;
+    let [q1, k1, q2, k2, v, d_o] = views(&h, names)?;
+    let dims = crate::shape::check(&q1, &k1, &v, &opts)?;
+    let fwd = saved(o, lse, dims, opts, kind)?;
+    let g =
+        crate::piecewise_attention_backward(&q1, &k1, &q2, &k2, &v, &fwd, &d_o, threshold, opts)?;
+    let (qs, ks) = (&h[0].1, &h[1].1);
+    Ok([
+        tensor(&g.dq1, qs, kind),
+        tensor(&g.dk1, ks, kind),
+        tensor(&g.dq2, qs, kind),
+        tensor(&g.dk2, ks, kind),
+        tensor(&g.dv, ks, kind),
+    ])
 }

@@ -15,12 +15,16 @@ pub(crate) fn total_attention(p: &Scores, lse: &[f32], total: &mut [f32]) {
             let (c0, c) = (blk * BC, t.len());
             let ld = padded(c);
             let (mut s, mut part) = (vec![0f32; BR * ld], vec![0f32; c]);
+            let mut spare = match p.band {
+                Some(_) => vec![0f32; BR * ld],
+                None => Vec::new(),
+            };
             let mut r0 = 0;
             while r0 < m {
                 let r = BR.min(m - r0);
                 if reach(r0, r, m, n, p.opts.causal) > c0 {
                     let lse = &lse[bh * m..(bh + 1) * m];
-                    p.probabilities(&mut s, ld, bh, r0, r, c0, c, lse);
+                    p.probabilities(&mut s, &mut spare, ld, bh, (r0, r), (c0, c), lse);
                     // Summed per block of rows, then across blocks.
                     part.fill(0.0);
                     for row in s.chunks(ld).take(r) {

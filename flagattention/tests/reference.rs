@@ -582,8 +582,8 @@ fn paged_attention_matches_the_reference() {
         &TensorView::from_slice(&query, &[b, hq, d]).unwrap(),
         &TensorView::from_slice(&kc, &cache).unwrap(),
         &TensorView::from_slice(&vc, &cache).unwrap(),
-        &TensorView::from_slice(&order, &[b, max_blocks]).unwrap(),
         &TensorView::from_slice(&lens_i32, &[b]).unwrap(),
+        &TensorView::from_slice(&order, &[b, max_blocks]).unwrap(),
         scale as f32,
     )
     .unwrap();
@@ -628,8 +628,8 @@ fn paged_attention_matches_the_reference() {
         &TensorView::from_slice(&query, &[b, hq, d]).unwrap(),
         &TensorView::from_slice(&kc, &cache).unwrap(),
         &TensorView::from_slice(&vc, &cache).unwrap(),
-        &TensorView::from_slice(&bad, &[b, max_blocks]).unwrap(),
         &TensorView::from_slice(&lens_i32, &[b]).unwrap(),
+        &TensorView::from_slice(&bad, &[b, max_blocks]).unwrap(),
         scale as f32,
     )
     .unwrap_err();

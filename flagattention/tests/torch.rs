@@ -180,3 +180,166 @@ fn bad_tensors_are_typed_errors() {
         fa::flash_attention_backward(&q, &q, &q, &fwd.o, &short, &q, Options::new(16)).unwrap_err();
     assert!(e.to_string().contains("lse"), "{e}");
 }
+
+/// Piecewise attention's naive formula in `kind` (FlagAttention's own reference: the scaled
+/// scores are `where(i + N − M − j ≥ threshold, q2·k2, q1·k1)`): o, lse, dq1, dk1, dq2, dk2,
+/// dv, total attention, as f64.
+fn naive_piecewise(
+    inputs: &[Tensor; 6],
+    s: Shape,
+    causal: bool,
+    threshold: i64,
+    scale: f64,
+    kind: Kind,
+) -> Vec<Tensor> {
+    let [q1, k1, q2, k2, v, d_o] = inputs.each_ref().map(|t| t.to_kind(kind));
+    let [q1, k1, q2, k2, v] = [q1, k1, q2, k2, v].map(|t| t.set_requires_grad(true));
+    let g = s.hq / s.hk;
+    let expand = |t: &Tensor| t.repeat_interleave_self_int(g, 1, None);
+    let s1 = q1.matmul(&expand(&k1).transpose(-2, -1));
+    let s2 = q2.matmul(&expand(&k2).transpose(-2, -1));
+    let i = Tensor::arange(s.m, (Kind::Int64, Device::Cpu)).unsqueeze(-1);
+    let j = Tensor::arange(s.n, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+    let far = (i + (s.n - s.m) - j).ge(threshold);
+    let scores = s2.where_self(&far, &s1) * scale;
+    let visible = match causal {
+        true => Tensor::ones([s.m, s.n], (Kind::Bool, Device::Cpu)).tril(s.n - s.m),
+        false => Tensor::ones([s.m, s.n], (Kind::Bool, Device::Cpu)),
+    };
+    let scores = scores.masked_fill(&visible.logical_not(), -1e4);
+    let p = scores.softmax(-1, kind) * visible.to_kind(kind);
+    let empty = visible.any_dim(-1, false).logical_not().unsqueeze(-1);
+    let lse = scores
+        .logsumexp([-1].as_slice(), true)
+        .masked_fill(&empty, f64::NEG_INFINITY)
+        .squeeze_dim(-1);
+    let total = p.sum_dim_intlist([-2].as_slice(), false, kind);
+    let o = p.matmul(&expand(&v));
+    (&o * &d_o).sum(kind).backward();
+    [
+        o,
+        lse,
+        q1.grad(),
+        k1.grad(),
+        q2.grad(),
+        k2.grad(),
+        v.grad(),
+        total,
+    ]
+    .iter()
+    .map(|t| t.detach().to_kind(Kind::Double))
+    .collect()
+}
+
+fn check_piecewise(s: Shape, causal: bool, threshold: i64, kind: Kind, seed: i64) {
+    tch::manual_seed(seed);
+    let q_shape = [s.b, s.hq, s.m, s.d];
+    let k_shape = [s.b, s.hk, s.n, s.d];
+    let normal = |shape: [i64; 4], std: f64| {
+        (Tensor::randn(shape, (Kind::Float, Device::Cpu)) * std).to_kind(kind)
+    };
+    let inputs = [
+        normal(q_shape, 2.0),
+        normal(k_shape, 2.0),
+        normal(q_shape, 2.0),
+        normal(k_shape, 2.0),
+        normal(k_shape, 1.0),
+        normal(q_shape, 1.0),
+    ];
+    let scale = 0.5;
+    let opts = Options {
+        causal,
+        sm_scale: scale as f32,
+        total_attention: true,
+        ..Options::new(s.d as usize)
+    };
+    let [q1, k1, q2, k2, v, d_o] = &inputs;
+    let fwd = fa::piecewise_attention(q1, k1, q2, k2, v, threshold, opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let g =
+        fa::piecewise_attention_backward(q1, k1, q2, k2, v, &fwd.o, &fwd.lse, d_o, threshold, opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+    let ours: Vec<Tensor> = [
+        &fwd.o,
+        &fwd.lse,
+        &g[0],
+        &g[1],
+        &g[2],
+        &g[3],
+        &g[4],
+        fwd.total.as_ref().unwrap(),
+    ]
+    .iter()
+    .map(|t| t.to_kind(Kind::Double))
+    .collect();
+    let reference = naive_piecewise(&inputs, s, causal, threshold, scale, Kind::Double);
+    let torch = naive_piecewise(&inputs, s, causal, threshold, scale, kind);
+    let names = ["o", "lse", "dq1", "dk1", "dq2", "dk2", "dv", "total"];
+    for (i, name) in names.iter().enumerate() {
+        let (e_ours, e_torch) = (
+            max_err(&ours[i], &reference[i]),
+            max_err(&torch[i], &reference[i]),
+        );
+        assert!(
+            e_ours <= 2.0 * e_torch + 1e-5,
+            "piecewise {name} of {s:?} {kind:?} causal={causal} threshold={threshold}: ours {e_ours:e}, torch {e_torch:e}"
+        );
+    }
+}
+
+#[test]
+fn piecewise_matches_libtorch_autograd() {
+    let cases = [
+        (
+            Shape {
+                b: 2,
+                hq: 4,
+                hk: 4,
+                m: 512,
+                n: 612,
+                d: 128,
+            },
+            100,
+        ),
+        (
+            Shape {
+                b: 1,
+                hq: 2,
+                hk: 1,
+                m: 819,
+                n: 820,
+                d: 16,
+            },
+            300,
+        ),
+        (
+            Shape {
+                b: 1,
+                hq: 4,
+                hk: 2,
+                m: 300,
+                n: 200,
+                d: 64,
+            },
+            -20,
+        ),
+        (
+            Shape {
+                b: 2,
+                hq: 2,
+                hk: 2,
+                m: 1006,
+                n: 10,
+                d: 32,
+            },
+            3,
+        ),
+    ];
+    for (i, (s, threshold)) in cases.into_iter().enumerate() {
+        for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
+            for causal in [false, true] {
+                check_piecewise(s, causal, threshold, kind, 100 + i as i64);
+            }
+        }
+    }
+}
