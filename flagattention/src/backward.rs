@@ -12,6 +12,7 @@ use crate::mask::{reach, Band};
 use crate::matmul::{matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
+use crate::scratch::Buf;
 use crate::shape::{check, expect, Dims};
 use crate::Result;
 use flagcore::TensorView;
@@ -122,9 +123,9 @@ pub(crate) fn backward<T: Float>(
             .zip(dk.par_chunks_mut(n * d))
             .zip(parts.par_chunks(shares))
             .for_each(|((dq, dk), parts)| {
-                let mut sum = parts[0].dq[p].clone();
-                for part in &parts[1..] {
-                    sum.iter_mut().zip(&part.dq[p]).for_each(|(s, x)| *s += x);
+                let mut sum = Buf::zeroed(g * m * d);
+                for part in parts {
+                    add(&mut sum, &part.dq[p]);
                 }
                 T::rows_from_f32(&sum, dq);
                 for part in parts {
@@ -149,7 +150,7 @@ pub(crate) fn backward<T: Float>(
 /// What one task produced: per score pair its group's dQ share (G × M × D), and its key
 /// blocks' (first key, dK per pair, dV).
 struct Part {
-    dq: Vec<Vec<f32>>,
+    dq: Vec<Buf>,
     blocks: Vec<(usize, Vec<Vec<f32>>, Vec<f32>)>,
 }
 
@@ -178,7 +179,7 @@ impl Ctx<'_> {
         let (opts, pairs) = (self.scores.opts, self.q.len());
         let g = dims.group();
         let kv = bi * hk + kh;
-        let mut dq = vec![vec![0f32; g * m * d]; pairs];
+        let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
         let ld = padded(BC);
         let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
         let mut spare = vec![0f32; if pairs > 1 { BR * ld } else { 0 }];

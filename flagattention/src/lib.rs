@@ -23,6 +23,7 @@ mod pack;
 mod paged;
 mod piecewise;
 mod scores;
+mod scratch;
 mod shape;
 mod split_kv;
 #[cfg(feature = "tch")]

@@ -5,26 +5,43 @@
 
 use crate::dtype::Float;
 use crate::matmul::{Lhs, Rhs, MR, NR};
+use crate::scratch::Buf;
 use flagcore::{DType, TensorView};
 use rayon::prelude::*;
-use std::borrow::Cow;
+use std::ops::Deref;
+
+/// An input's rows: borrowed, or a converted copy.
+pub(crate) enum Rows<'a> {
+    Borrowed(&'a [f32]),
+    Copied(Buf),
+}
+
+impl Deref for Rows<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Rows::Borrowed(s) => s,
+            Rows::Copied(b) => b,
+        }
+    }
+}
 
 /// A (B, H, T, D) view as contiguous f32, whatever its strides and element type: borrowed
 /// when it already is.
-pub(crate) fn rows<'a, T: Float>(v: &TensorView<'a, T>) -> Cow<'a, [f32]> {
+pub(crate) fn rows<'a, T: Float>(v: &TensorView<'a, T>) -> Rows<'a> {
     if T::DTYPE == DType::F32 {
         if let Some(f) = v.as_slice().and_then(|s| bytemuck::try_cast_slice(s).ok()) {
-            return Cow::Borrowed(f);
+            return Rows::Borrowed(f);
         }
     }
-    Cow::Owned(copy(v))
+    Rows::Copied(copy(v))
 }
 
-fn copy<T: Float>(v: &TensorView<'_, T>) -> Vec<f32> {
+fn copy<T: Float>(v: &TensorView<'_, T>) -> Buf {
     let (sh, s) = (v.shape(), v.strides());
     let (heads, t, d) = (sh[1], sh[2], sh[3]);
     let data = v.data();
-    let mut out = vec![0f32; v.numel()];
+    let mut out = Buf::zeroed(v.numel());
     if t * d == 0 {
         return out;
     }
@@ -51,7 +68,7 @@ fn copy<T: Float>(v: &TensorView<'_, T>) -> Vec<f32> {
 /// place (a plain row-major or transposed layout would stride by a power of two and thrash
 /// one cache set).
 pub(crate) struct LhsPack {
-    data: Vec<f32>,
+    data: Buf,
     head: usize,
     d: usize,
 }
@@ -78,7 +95,7 @@ impl LhsPack {
 /// A (B, H, T, D) input as a right operand, transposed: B(c, j) = row j, column c; per head,
 /// panels of [`NR`] rows stored column by column.
 pub(crate) struct RhsT {
-    data: Vec<f32>,
+    data: Buf,
     head: usize,
     d: usize,
 }
@@ -103,7 +120,7 @@ impl RhsT {
 /// A (B, H, T, D) input as a right operand B(j, c) = row j, column c: per head, panels of
 /// [`NR`] columns, each stored row by row.
 pub(crate) struct RhsPack {
-    data: Vec<f32>,
+    data: Buf,
     head: usize,
     t: usize,
 }
@@ -158,9 +175,9 @@ fn per_head(
     d: usize,
     head: usize,
     fill: impl Fn(&[f32], &mut [f32]) + Sync,
-) -> Vec<f32> {
+) -> Buf {
     let heads = rows.len() / (t * d).max(1);
-    let mut out = vec![0f32; heads * head];
+    let mut out = Buf::zeroed(heads * head);
     if head > 0 {
         out.par_chunks_mut(head)
             .zip(rows.par_chunks(t * d))

@@ -1,12 +1,18 @@
 //! `flagattention bench`: forward and backward throughput (GFLOP/s by FlashAttention's count:
-//! forward 4·B·H·M·N·D, backward 2.5× that, causal half) of ours and of libtorch's CPU
-//! `scaled_dot_product_attention` (run by `scripts/sdpa_bench.py` in the same invocation),
-//! with the ratio, and the process's peak RSS after each of our runs.
+//! forward 4·B·H·M·N·D, backward 2.5× that, causal half) of ours, of libtorch's CPU
+//! `scaled_dot_product_attention` and of the naive formula through libtorch (both run by
+//! `scripts/sdpa_bench.py`, a helper process answering one timing per request), with the
+//! ratios and this process's peak RSS. Each round times the peers and then ours on the same
+//! shape (a few back-to-back runs each), and each side keeps its fastest, so that both see
+//! the same machine load.
 
+use anyhow::Context;
 use clap::Parser;
 use flagattention::{flash_attention, flash_attention_backward, Options};
 use flagcore::TensorView;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,18 +21,26 @@ use std::path::PathBuf;
     about = "Attention kernels: benchmark"
 )]
 enum Cli {
-    /// Ours vs libtorch SDPA on the CPU, f32, M = N.
+    /// Ours vs libtorch SDPA and the naive formula on the CPU, f32, M = N.
     Bench {
         #[arg(long, default_value_t = 1)]
         batch: usize,
         #[arg(long, default_value_t = 4)]
         heads: usize,
-        #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096")]
+        #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096,8192")]
         n: Vec<usize>,
         #[arg(long, value_delimiter = ',', default_value = "64,128")]
         d: Vec<usize>,
+        /// Rounds per shape; each side keeps its fastest.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Back-to-back runs per side in each round (the first ones after the other side's
+        /// turn find cold caches and sleeping threads).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The naive formula holds N×N matrices: run it up to this N.
+        #[arg(long, default_value_t = 4096)]
+        naive_max: usize,
         /// Skip libtorch (ours only).
         #[arg(long)]
         no_peer: bool,
@@ -53,15 +67,61 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-fn best<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<f64> {
-    f()?;
-    let mut t = f64::INFINITY;
-    for _ in 0..repeats.max(1) {
-        let start = std::time::Instant::now();
-        f()?;
-        t = t.min(start.elapsed().as_secs_f64());
+/// The helper process: one JSON request line in, one JSON timing line out.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peer {
+    fn spawn(python: &PathBuf, script: &PathBuf) -> anyhow::Result<Peer> {
+        let mut child = Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
+        let stdin = child.stdin.take().context("helper stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("helper stdout")?);
+        Ok(Peer {
+            child,
+            stdin,
+            stdout,
+        })
     }
-    Ok(t)
+
+    fn time(&mut self, request: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        writeln!(self.stdin, "{request}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        anyhow::ensure!(
+            !line.is_empty(),
+            "the libtorch helper stopped (its error is above)"
+        );
+        Ok(serde_json::from_str(&line)?)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pause between the sides: libtorch's OpenMP threads spin for milliseconds after their
+/// work (as rayon's do, briefly), and would otherwise take cores from the next timing.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
+/// Wall time of one call.
+fn seconds<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<f64> {
+    let start = std::time::Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,88 +131,93 @@ fn main() -> anyhow::Result<()> {
         n,
         d,
         repeats,
+        runs,
+        naive_max,
         no_peer,
         forward_only,
         python,
         script,
     } = Cli::parse();
-    let mut shapes = Vec::new();
+    let mut peer = match no_peer {
+        true => None,
+        false => Some(Peer::spawn(&python, &script)?),
+    };
+    println!(
+        "f32, B = {batch}, H = {heads}, M = N; GFLOP/s (FlashAttention's count), best of \
+         {repeats} interleaved rounds of {runs} runs; rayon threads {}",
+        rayon::current_num_threads()
+    );
+    println!("| N | D | causal | ours fwd | SDPA fwd | fwd ratio | naive fwd | ours bwd | SDPA bwd | bwd ratio | naive bwd | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &dd in &d {
         for &nn in &n {
             for causal in [false, true] {
-                shapes.push((nn, dd, causal));
+                let len = batch * heads * nn * dd;
+                let x: Vec<f32> = (0..4 * len)
+                    .map(|j| ((j as f32 * 0.618_034).fract() - 0.5) * 2.0)
+                    .collect();
+                let shape = [batch, heads, nn, dd];
+                let view = |k: usize| TensorView::from_slice(&x[k * len..(k + 1) * len], &shape);
+                let (q, k, v, d_o) = (view(0)?, view(1)?, view(2)?, view(3)?);
+                let opts = Options {
+                    causal,
+                    ..Options::new(dd)
+                };
+                let out = flash_attention(&q, &k, &v, opts)?;
+                if !forward_only {
+                    flash_attention_backward(&q, &k, &v, &out, &d_o, opts)?;
+                }
+                let request = serde_json::json!({"b": batch, "h": heads, "n": nn, "d": dd,
+                    "causal": causal, "naive": nn <= naive_max, "runs": runs});
+                // ours fwd, ours bwd, SDPA fwd, SDPA bwd, naive fwd, naive bwd
+                let mut best = [f64::INFINITY; 6];
+                for _ in 0..repeats.max(1) {
+                    if let Some(peer) = peer.as_mut() {
+                        settle();
+                        let t = peer.time(&request)?;
+                        settle();
+                        for (slot, key) in [(2, "forward"), (3, "backward")]
+                            .into_iter()
+                            .chain([(4, "naive_forward"), (5, "naive_backward")])
+                        {
+                            let s = t[key].as_f64().unwrap_or(f64::INFINITY);
+                            best[slot] = best[slot].min(s);
+                        }
+                    }
+                    for _ in 0..runs.max(1) {
+                        let fwd = seconds(|| Ok(flash_attention(&q, &k, &v, opts)?))?;
+                        best[0] = best[0].min(fwd);
+                    }
+                    for _ in 0..runs.max(1) * usize::from(!forward_only) {
+                        let bwd = seconds(|| {
+                            Ok(flash_attention_backward(&q, &k, &v, &out, &d_o, opts)?)
+                        })?;
+                        best[1] = best[1].min(bwd);
+                    }
+                }
+                let flops = 4.0 * len as f64 * nn as f64 * if causal { 0.5 } else { 1.0 };
+                let g = |f: f64, t: f64| match t.is_finite() {
+                    true => format!("{:.1}", f / t / 1e9),
+                    false => "—".into(),
+                };
+                let ratio = |ours: f64, peer: f64| match ours.is_finite() && peer.is_finite() {
+                    true => format!("{:.2}×", peer / ours),
+                    false => "—".into(),
+                };
+                println!(
+                    "| {nn} | {dd} | {causal} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+                    g(flops, best[0]),
+                    g(flops, best[2]),
+                    ratio(best[0], best[2]),
+                    g(flops, best[4]),
+                    g(2.5 * flops, best[1]),
+                    g(2.5 * flops, best[3]),
+                    ratio(best[1], best[3]),
+                    g(2.5 * flops, best[5]),
+                    peak_rss_mib()
+                );
             }
         }
-    }
-    let peer: Vec<serde_json::Value> = if no_peer {
-        Vec::new()
-    } else {
-        let tmp = std::env::temp_dir().join(format!("flagattention-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp)?;
-        let spec: Vec<_> = shapes
-            .iter()
-            .map(|&(n, d, causal)| serde_json::json!({"b": batch, "h": heads, "n": n, "d": d, "causal": causal, "repeats": repeats}))
-            .collect();
-        std::fs::write(tmp.join("shapes.json"), serde_json::to_vec(&spec)?)?;
-        let run = std::process::Command::new(&python)
-            .arg(&script)
-            .arg(tmp.join("shapes.json"))
-            .arg(tmp.join("out.json"))
-            .output()?;
-        anyhow::ensure!(
-            run.status.success(),
-            "{}: {}",
-            script.display(),
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let out = serde_json::from_slice(&std::fs::read(tmp.join("out.json"))?)?;
-        let _ = std::fs::remove_dir_all(&tmp);
-        out
-    };
-    println!(
-        "f32, B = {batch}, H = {heads}, M = N; GFLOP/s (FlashAttention's count); rayon threads {}",
-        rayon::current_num_threads()
-    );
-    println!("| N | D | causal | ours fwd | SDPA fwd | fwd ratio | ours bwd | SDPA bwd | bwd ratio | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (i, &(nn, dd, causal)) in shapes.iter().enumerate() {
-        let len = batch * heads * nn * dd;
-        let x: Vec<f32> = (0..4 * len)
-            .map(|j| ((j as f32 * 0.618_034).fract() - 0.5) * 2.0)
-            .collect();
-        let view =
-            |k: usize| TensorView::from_slice(&x[k * len..(k + 1) * len], &[batch, heads, nn, dd]);
-        let (q, k, v, d_o) = (view(0)?, view(1)?, view(2)?, view(3)?);
-        let opts = Options {
-            causal,
-            ..Options::new(dd)
-        };
-        let fwd = best(repeats, || Ok(flash_attention(&q, &k, &v, opts)?))?;
-        let out = flash_attention(&q, &k, &v, opts)?;
-        let bwd = match forward_only {
-            true => f64::NAN,
-            false => best(repeats, || {
-                Ok(flash_attention_backward(&q, &k, &v, &out, &d_o, opts)?)
-            })?,
-        };
-        let flops = 4.0 * (batch * heads * nn * nn * dd) as f64 * if causal { 0.5 } else { 1.0 };
-        let g = |f: f64, t: f64| f / t / 1e9;
-        let (pf, pb) = peer.get(i).map_or((f64::NAN, f64::NAN), |p| {
-            (
-                p["forward"].as_f64().unwrap_or(f64::NAN),
-                p["backward"].as_f64().unwrap_or(f64::NAN),
-            )
-        });
-        println!(
-            "| {nn} | {dd} | {causal} | {:.1} | {:.1} | {:.2}× | {:.1} | {:.1} | {:.2}× | {:.0} |",
-            g(flops, fwd),
-            g(flops, pf),
-            pf / fwd,
-            g(2.5 * flops, bwd),
-            g(2.5 * flops, pb),
-            pb / bwd,
-            peak_rss_mib()
-        );
     }
     Ok(())
 }
