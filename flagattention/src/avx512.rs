@@ -146,7 +146,8 @@ impl Tile {
 }
 
 /// [`crate::pack`]'s interleave with gathers: per group of `W` rows (of `d`) and column c,
-/// the group's values of column c (16 rows a gather), written in order.
+/// the group's values of column c (16 rows a gather), written in order; every element of
+/// `dst` is written (zero past the last row).
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `dst` must hold `src.len().div_ceil(W·d)·W·d` elements and
@@ -163,16 +164,13 @@ pub(crate) unsafe fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d:
             for (half, part) in col.chunks_mut(16).enumerate() {
                 let first = half * 16;
                 let n = h.saturating_sub(first).min(part.len());
-                if n == 0 {
-                    continue;
-                }
-                let mask = ((1u32 << n) - 1) as __mmask16;
+                let (read, write) = (lanes(n), lanes(part.len()));
                 // SAFETY: lane l (< n) reads row first + l (< h) at column c (< d): inside
-                // `rows`; the store writes the first n (≤ part.len()) lanes of `part`.
+                // `rows`; the store writes the part's lanes, zero past the group's rows.
                 unsafe {
                     let base = rows.as_ptr().add(first * d + c);
-                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, step, base);
-                    _mm512_mask_storeu_ps(part.as_mut_ptr(), mask, v);
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), read, step, base);
+                    _mm512_mask_storeu_ps(part.as_mut_ptr(), write, v);
                 }
             }
         }

@@ -41,7 +41,7 @@ fn copy<T: Float>(v: &TensorView<'_, T>) -> Buf {
     let (sh, s) = (v.shape(), v.strides());
     let (heads, t, d) = (sh[1], sh[2], sh[3]);
     let data = v.data();
-    let mut out = Buf::zeroed(v.numel());
+    let mut out = Buf::for_overwrite(v.numel());
     if t * d == 0 {
         return out;
     }
@@ -131,7 +131,9 @@ impl RhsPack {
         let data = per_head(rows, t, d, head, |src, dst| {
             for (j, row) in src.chunks_exact(d).enumerate() {
                 for (p, part) in row.chunks(NR).enumerate() {
-                    dst[p * NR * t + j * NR..][..part.len()].copy_from_slice(part);
+                    let out = &mut dst[p * NR * t + j * NR..][..NR];
+                    out[..part.len()].copy_from_slice(part);
+                    out[part.len()..].fill(0.0);
                 }
             }
         });
@@ -164,11 +166,13 @@ fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
             for (jj, x) in col[..h].iter_mut().enumerate() {
                 *x = rows[jj * d + c];
             }
+            col[h..].fill(0.0);
         }
     }
 }
 
-/// `fill(head's rows, head's packed part)` for every head, in parallel, into zeros.
+/// `fill(head's rows, head's packed part)` for every head, in parallel; `fill` writes every
+/// element of the part.
 fn per_head(
     rows: &[f32],
     t: usize,
@@ -177,7 +181,7 @@ fn per_head(
     fill: impl Fn(&[f32], &mut [f32]) + Sync,
 ) -> Buf {
     let heads = rows.len() / (t * d).max(1);
-    let mut out = Buf::zeroed(heads * head);
+    let mut out = Buf::for_overwrite(heads * head);
     if head > 0 {
         out.par_chunks_mut(head)
             .zip(rows.par_chunks(t * d))

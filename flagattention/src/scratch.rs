@@ -19,6 +19,14 @@ pub(crate) struct Buf(Vec<f32>);
 
 impl Buf {
     pub fn zeroed(len: usize) -> Buf {
+        let mut b = Buf::for_overwrite(len);
+        b.fill(0.0);
+        b
+    }
+
+    /// A buffer whose contents are left from earlier use (zero when fresh): for callers that
+    /// write every element (zeroing a reused buffer first would be a pass for nothing).
+    pub fn for_overwrite(len: usize) -> Buf {
         // A poisoned lock only means a panic elsewhere: the list is still a list.
         let reused = {
             let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
@@ -29,7 +37,7 @@ impl Buf {
             fit.map(|i| free.swap_remove(i))
         };
         let mut v = reused.unwrap_or_default();
-        v.clear();
+        // Only elements past the old length are written here.
         v.resize(len, 0.0);
         Buf(v)
     }
