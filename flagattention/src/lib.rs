@@ -1,14 +1,17 @@
 //! flagattention: memory-efficient attention (Dao et al., 2022, "FlashAttention: Fast and
-//! Memory-Efficient Exact Attention with IO-Awareness") with FlagAttention's semantics, on the
-//! CPU, depending on `flagcore` only; the backward runs two sweeps (key blocks, then query
-//! blocks) so that no task needs atomics.
+//! Memory-Efficient Exact Attention with IO-Awareness"; Dao, 2023, "FlashAttention-2") with
+//! FlagAttention's semantics, on the CPU, depending on `flagcore` only (libtorch only behind
+//! the `tch` feature).
 //!
-//! Layout (B, H, T, D) through [`flagcore::TensorView`] (any strides). [`flash_attention`]
-//! runs blocked over query rows and key blocks with an online softmax, so nothing of size
-//! M×N is ever held; it returns the output and the log-sum-exp that
-//! [`flash_attention_backward`] uses to recompute probabilities block by block. GQA/MQA
-//! (`Hq % Hk == 0`), a causal mask aligned bottom-right (query i sees key j when
-//! i + (N − M) ≥ j; a row that sees no key outputs 0).
+//! Layout (B, H, T, D) through [`flagcore::TensorView`] (any strides), f32, bf16 or f16
+//! computed in f32. [`flash_attention`] runs blocked over query rows and key blocks with an
+//! online softmax, so nothing of size M×N is ever held; it returns the output, the
+//! log-sum-exp that [`flash_attention_backward`] uses to recompute probabilities block by
+//! block, and on request the total attention per key. GQA/MQA (`Hq % Hk == 0`), a causal mask
+//! aligned bottom-right (query i sees key j when i + (N − M) ≥ j; a row that sees no key
+//! outputs 0), dropout from a counter-based generator. [`piecewise_attention`] scores with
+//! two (q, k) pairs split by distance; [`flash_attention_split_kv`] and [`paged_attention`]
+//! serve decoding.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
