@@ -7,7 +7,7 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::forward::{dot, Attention, Options, BC, BR};
+use crate::forward::{dot, key_block, Attention, Options, BR};
 use crate::mask::{reach, Band};
 use crate::matmul::{matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
@@ -111,7 +111,7 @@ pub(crate) fn backward<T: Float>(
     // Enough shares to give every thread two tasks; each share beyond the first costs a dQ.
     let shares = (2 * rayon::current_num_threads())
         .div_ceil(b * hk)
-        .clamp(1, n.div_ceil(BC));
+        .clamp(1, n.div_ceil(key_block(opts)));
     let parts: Vec<Part> = (0..b * hk * shares)
         .into_par_iter()
         .map(|t| ctx.share(t / shares / hk, t / shares % hk, t % shares, shares))
@@ -180,13 +180,14 @@ impl Ctx<'_> {
         let g = dims.group();
         let kv = bi * hk + kh;
         let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
-        let ld = padded(BC);
+        let kb = key_block(opts);
+        let ld = padded(kb);
         let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
         let mut spare = vec![0f32; if pairs > 1 { BR * ld } else { 0 }];
-        let mut part = vec![0f32; BR.max(BC) * d];
+        let mut part = vec![0f32; BR.max(kb) * d];
         let mut blocks = Vec::new();
-        for blk in (share..n.div_ceil(BC)).step_by(shares) {
-            let (c0, c) = (blk * BC, BC.min(n - blk * BC));
+        for blk in (share..n.div_ceil(kb)).step_by(shares) {
+            let (c0, c) = (blk * kb, kb.min(n - blk * kb));
             let mut dk = vec![vec![0f32; c * d]; pairs];
             let mut dv = vec![0f32; c * d];
             for hh in 0..g {

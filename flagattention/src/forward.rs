@@ -18,7 +18,7 @@ use rayon::prelude::*;
 /// width, which is where blocks start in the packed operands.
 pub(crate) const BR: usize = 96;
 pub(crate) const BC: usize = 192;
-const _: () = assert!(BR.is_multiple_of(MR) && BC.is_multiple_of(MR) && BC.is_multiple_of(NR));
+const _: () = assert!(BR.is_multiple_of(MR) && (BC / 2).is_multiple_of(MR) && (BC / 2).is_multiple_of(NR));
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -150,6 +150,16 @@ pub(crate) fn finish<T>(
     }
 }
 
+/// Keys per block: causal blocks on the diagonal are partly masked but fully computed, and
+/// smaller key blocks waste less there.
+pub(crate) fn key_block(opts: Options) -> usize {
+    if opts.causal {
+        BC / 2
+    } else {
+        BC
+    }
+}
+
 /// What the forward's tasks read: q as rows, k and v packed as the operands they are.
 pub(crate) struct Ctx<'a> {
     dims: Dims,
@@ -259,14 +269,15 @@ impl<'a> Ctx<'a> {
         let (mut row_sum, mut block_sum) = (vec![0f32; r], vec![0f32; r]);
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
         let ld = padded(r);
-        let mut st = vec![0f32; BC * ld];
+        let kb = key_block(opts);
+        let mut st = vec![0f32; kb * ld];
         let mut spare = match self.band {
-            Some(_) => vec![0f32; BC * ld],
+            Some(_) => vec![0f32; kb * ld],
             None => Vec::new(),
         };
         let mut c0 = keys.start;
         while c0 < reach(r0, r, m, n, opts.causal).min(keys.end) {
-            let c = BC.min(keys.end - c0);
+            let c = kb.min(keys.end - c0);
             let st = &mut st[..c * ld];
             self.scores_t(st, &mut spare, ld, kv, (r0, r), (c0, c), &qt);
             let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
