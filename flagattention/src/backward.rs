@@ -14,6 +14,7 @@ use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
 use crate::scratch::Buf;
 use crate::shape::{check, expect, Dims};
+use crate::vexp::{add, score_grads};
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
@@ -216,9 +217,7 @@ impl Ctx<'_> {
                         if let Some(drop) = opts.dropout {
                             drop.apply(at, 1, dpi);
                         }
-                        for (x, &pij) in dpi.iter_mut().zip(pi.iter()) {
-                            *x = pij * (*x - delta) * opts.sm_scale;
-                        }
+                        score_grads(dpi, pi, delta, opts.sm_scale);
                         if let Some(drop) = opts.dropout {
                             drop.apply(at, 1, pi);
                         }
@@ -275,9 +274,4 @@ impl Ctx<'_> {
         }
         vec![(0, ds), (1, spare)]
     }
-}
-
-/// acc += x, element by element.
-fn add(acc: &mut [f32], x: &[f32]) {
-    acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
 }

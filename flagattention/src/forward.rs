@@ -18,7 +18,8 @@ use rayon::prelude::*;
 /// width, which is where blocks start in the packed operands.
 pub(crate) const BR: usize = 96;
 pub(crate) const BC: usize = 192;
-const _: () = assert!(BR.is_multiple_of(MR) && (BC / 2).is_multiple_of(MR) && (BC / 2).is_multiple_of(NR));
+const _: () =
+    assert!(BR.is_multiple_of(MR) && (BC / 2).is_multiple_of(MR) && (BC / 2).is_multiple_of(NR));
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {

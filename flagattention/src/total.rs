@@ -6,6 +6,7 @@ use crate::forward::{BC, BR};
 use crate::mask::reach;
 use crate::scores::{padded, Scores};
 use crate::shape::Dims;
+use crate::vexp::add;
 use rayon::prelude::*;
 
 pub(crate) fn total_attention(p: &Scores, lse: &[f32], total: &mut [f32]) {
@@ -28,9 +29,9 @@ pub(crate) fn total_attention(p: &Scores, lse: &[f32], total: &mut [f32]) {
                     // Summed per block of rows, then across blocks.
                     part.fill(0.0);
                     for row in s.chunks(ld).take(r) {
-                        part.iter_mut().zip(row).for_each(|(t, x)| *t += x);
+                        add(&mut part, &row[..c]);
                     }
-                    t.iter_mut().zip(&part).for_each(|(t, x)| *t += x);
+                    add(t, &part);
                 }
                 r0 += r;
             }

@@ -138,10 +138,66 @@ pub(crate) fn exp_shift(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32])
     shift_portable::<false>(xs, a, shift, sums)
 }
 
-/// `acc_i = max(acc_i, x_i)`, NaNs in x passed over.
+/// A slice loop compiled three times — for AVX-512, for AVX2 with FMA, and plain — and the
+/// widest the CPU has picked at run time: the crate is built for baseline x86-64, where such
+/// loops would get 4-lane vectors.
+macro_rules! wide {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// `acc_i = max(acc_i, x_i)`, NaNs in x passed over. Left to the baseline build and inlined:
+/// a row here is a few vectors, less than a dispatched call's overhead is worth.
 pub(crate) fn max_into(acc: &mut [f32], xs: &[f32]) {
     for (m, &x) in acc.iter_mut().zip(xs) {
         *m = if x > *m { x } else { *m };
+    }
+}
+
+wide! {
+    /// `acc_i += x_i`.
+    pub(crate) fn add(acc: &mut [f32], xs: &[f32]) {
+        for (a, &x) in acc.iter_mut().zip(xs) {
+            *a += x;
+        }
+    }
+}
+
+wide! {
+    /// The softmax backward's dS = P ∘ (dP − D)·scale, in place of dP.
+    pub(crate) fn score_grads(dp: &mut [f32], p: &[f32], delta: f32, scale: f32) {
+        for (x, &pij) in dp.iter_mut().zip(p) {
+            *x = pij * (*x - delta) * scale;
+        }
     }
 }
 
@@ -180,5 +236,13 @@ mod tests {
         max_into(&mut acc, &[1.0, 2.0, f32::NAN]);
         assert_eq!(acc[..2], [1.0, 5.0]);
         assert_eq!(acc[2], f32::NEG_INFINITY);
+        let mut acc: Vec<f32> = (0..37).map(|i| i as f32).collect();
+        let ones = vec![1.0f32; 37];
+        add(&mut acc, &ones);
+        add(&mut acc, &ones);
+        assert!(acc.iter().enumerate().all(|(i, &x)| x == i as f32 + 2.0));
+        let mut dp = vec![3.0f32; 37];
+        score_grads(&mut dp, &acc, 1.0, 0.5);
+        assert!(dp.iter().zip(&acc).all(|(&g, &p)| g == p));
     }
 }
