@@ -108,7 +108,7 @@ impl Tile {
                 unsafe {
                     let p = self.c.add(i * self.ldc);
                     row[0] = _mm512_maskz_loadu_ps(m0, p);
-                    row[1] = _mm512_maskz_loadu_ps(m1, p.add(16));
+                    row[1] = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
                 }
             }
         }
@@ -119,7 +119,7 @@ impl Tile {
                 let (b0, b1) = match MASKED {
                     true => (
                         _mm512_maskz_loadu_ps(m0, b),
-                        _mm512_maskz_loadu_ps(m1, b.add(16)),
+                        _mm512_maskz_loadu_ps(m1, b.wrapping_add(16)),
                     ),
                     false => (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))),
                 };
@@ -139,7 +139,7 @@ impl Tile {
             unsafe {
                 let p = self.c.add(i * self.ldc);
                 _mm512_mask_storeu_ps(p, m0, row[0]);
-                _mm512_mask_storeu_ps(p.add(16), m1, row[1]);
+                _mm512_mask_storeu_ps(p.wrapping_add(16), m1, row[1]);
             }
         }
     }
@@ -168,7 +168,7 @@ pub(crate) unsafe fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d:
                 // SAFETY: lane l (< n) reads row first + l (< h) at column c (< d): inside
                 // `rows`; the store writes the part's lanes, zero past the group's rows.
                 unsafe {
-                    let base = rows.as_ptr().add(first * d + c);
+                    let base = rows.as_ptr().wrapping_add(first * d + c);
                     let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), read, step, base);
                     _mm512_mask_storeu_ps(part.as_mut_ptr(), write, v);
                 }

@@ -60,7 +60,7 @@ pub(crate) fn backward<T: Float>(
     opts: Options,
 ) -> Result<(Vec<Vec<T>>, Vec<Vec<T>>, Vec<T>)> {
     let Dims { b, hq, hk, m, n, d } = dims;
-    expect("do", d_o, &[b, hq, m, d])?;
+    expect("d_o", d_o, &[b, hq, m, d])?;
     if fwd.opts != opts {
         return Err(crate::Error::Shape {
             arg: "opts",
@@ -77,7 +77,7 @@ pub(crate) fn backward<T: Float>(
     let mut dqs = vec![vec![zero; b * hq * m * d]; pairs.len()];
     let mut dks = vec![vec![zero; b * hk * n * d]; pairs.len()];
     let mut dv = vec![zero; b * hk * n * d];
-    if m == 0 || n == 0 {
+    if b == 0 || m == 0 || n == 0 {
         return Ok((dqs, dks, dv));
     }
     let dor = pack::rows(d_o);

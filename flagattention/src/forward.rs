@@ -321,7 +321,9 @@ impl<'a> Ctx<'a> {
         }
         let rows = acc.chunks_exact(d).zip(out.chunks_exact_mut(d));
         for (i, (acc, out)) in rows.enumerate() {
-            if row_sum[i] > 0.0 {
+            // Exactly 0 only when the row saw no key (its largest term is e^0 = 1); a NaN
+            // from the inputs goes on to the output.
+            if row_sum[i] != 0.0 {
                 let inv = 1.0 / row_sum[i];
                 out.iter_mut().zip(acc).for_each(|(o, a)| *o = a * inv);
                 lse_out[i] = row_max[i] + row_sum[i].ln();

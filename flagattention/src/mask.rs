@@ -54,10 +54,20 @@ pub(crate) fn reach(r0: usize, r: usize, m: usize, n: usize, causal: bool) -> us
 /// distance i + (N − M) − j reaches `threshold`, else from the first (q1·k1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Band {
-    pub threshold: i64,
+    threshold: i64,
 }
 
 impl Band {
+    /// The band for `threshold` between `m` query rows and `n` keys (both checked to be
+    /// addressable, so they fit an i64). Distances i + (N − M) − j lie in 1 − M ..= N − 1,
+    /// so clamping the threshold to −M ..= N keeps its meaning and keeps the arithmetic
+    /// below from overflowing.
+    pub fn new(threshold: i64, m: usize, n: usize) -> Band {
+        Band {
+            threshold: threshold.clamp(-(m as i64), n as i64),
+        }
+    }
+
     /// For key `j`, the first of rows `r0..r0 + r` (relative to `r0`) that takes the second
     /// pair; the rows after it do too.
     pub fn first_far_row(&self, j: usize, r0: usize, r: usize, m: usize, n: usize) -> usize {

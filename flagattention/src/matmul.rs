@@ -68,10 +68,12 @@ impl<'a> Rhs<'a> {
     }
 
     fn fits(&self, rows: usize, cols: usize) -> bool {
+        let at = |j: usize| (j / NR) * self.ps + (rows - 1) * self.ld + j % NR;
+        // The furthest element is the last column's or the previous panel's last column's.
         rows == 0
             || cols == 0
-            || ((cols - 1) / NR) * self.ps + (rows - 1) * self.ld + (cols - 1) % NR
-                < self.data.len()
+            || (at(cols - 1) < self.data.len()
+                && (cols <= NR || at((cols - 1) / NR * NR - 1) < self.data.len()))
     }
 }
 
@@ -109,6 +111,22 @@ pub(crate) fn matmul(
         unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate) };
         return;
     }
+    fallback(c, ldc, m, n, k, a, b, accumulate)
+}
+
+/// [`matmul`] through the `gemm` crate, one 12-row group and one panel at a time; the
+/// operands are checked by the caller.
+#[allow(clippy::too_many_arguments)]
+fn fallback(
+    c: &mut [f32],
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    accumulate: bool,
+) {
     for (g, i0) in (0..m).step_by(MR).enumerate() {
         let rows = MR.min(m - i0);
         for jp in 0..n.div_ceil(NR) {
@@ -202,6 +220,12 @@ mod tests {
             let rhs = [b_rows, Rhs::panels(&b_panels, k)];
             for (la, rb) in lhs.iter().flat_map(|l| rhs.iter().map(move |r| (*l, *r))) {
                 let ldc = n + 1;
+                // The kernel this CPU picks, then the portable path.
+                let mut c = vec![1f32; m * ldc];
+                fallback(&mut c, ldc, m, n, k, la, rb, true);
+                for x in 0..m * n {
+                    assert_eq!(c[(x / n) * ldc + x % n], want[x] + 1.0, "fallback at {x}");
+                }
                 let mut c = vec![1f32; m * ldc];
                 matmul(&mut c, ldc, m, n, k, la, rb, true);
                 for x in 0..m * n {

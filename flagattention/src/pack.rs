@@ -160,6 +160,10 @@ fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
         // packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx512::interleave::<W>(src, dst, d) };
     }
+    interleave_portable::<W>(src, dst, d)
+}
+
+fn interleave_portable<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
     for (rows, out) in src.chunks(W * d).zip(dst.chunks_exact_mut(W * d)) {
         let h = rows.len() / d;
         for (c, col) in out.chunks_exact_mut(W).enumerate() {
@@ -188,4 +192,71 @@ fn per_head(
             .for_each(|(dst, src)| fill(src, dst));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every packed layout, from a free list poisoned with NaN-filled buffers (they must be
+    /// overwritten everywhere, padding included), on sizes that leave partial groups and
+    /// panels, by the kernel's path and the portable one.
+    #[test]
+    fn packs_hold_the_layouts_whatever_the_reused_buffers_held() {
+        for len in [10_000, 20_000, 40_000] {
+            let mut b = Buf::for_overwrite(len);
+            b.fill(f32::NAN);
+        }
+        let (heads, t, d) = (2, 37, 40);
+        let rows: Vec<f32> = (0..heads * t * d).map(|x| x as f32).collect();
+        let at = |h: usize, j: usize, c: usize| {
+            if j < t && c < d {
+                rows[(h * t + j) * d + c]
+            } else {
+                0.0
+            }
+        };
+        let lhs = LhsPack::new(&rows, t, d);
+        let rt = RhsT::new(&rows, t, d);
+        let rp = RhsPack::new(&rows, t, d);
+        for h in 0..heads {
+            let head = |data: &Buf, len: usize| data[h * len..(h + 1) * len].to_vec();
+            let l = head(&lhs.data, lhs.head);
+            let g = t.div_ceil(MR) * MR;
+            for j in 0..g {
+                for c in 0..d {
+                    assert_eq!(l[(j / MR) * MR * d + c * MR + j % MR], at(h, j, c));
+                }
+            }
+            let r = head(&rt.data, rt.head);
+            for j in 0..t.div_ceil(NR) * NR {
+                for c in 0..d {
+                    assert_eq!(r[(j / NR) * NR * d + c * NR + j % NR], at(h, j, c));
+                }
+            }
+            let p = head(&rp.data, rp.head);
+            for j in 0..t {
+                for c in 0..d.div_ceil(NR) * NR {
+                    assert_eq!(p[(c / NR) * NR * t + j * NR + c % NR], at(h, j, c));
+                }
+            }
+        }
+        // The portable interleave gives what the kernel's does.
+        for w in [MR, NR] {
+            let size = t.div_ceil(w) * w * d;
+            let (mut a, mut b) = (vec![f32::NAN; size], vec![f32::NAN; size]);
+            let src = &rows[..t * d];
+            match w {
+                MR => {
+                    interleave::<MR>(src, &mut a, d);
+                    interleave_portable::<MR>(src, &mut b, d);
+                }
+                _ => {
+                    interleave::<NR>(src, &mut a, d);
+                    interleave_portable::<NR>(src, &mut b, d);
+                }
+            }
+            assert_eq!(a, b);
+        }
+    }
 }

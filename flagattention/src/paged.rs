@@ -66,13 +66,25 @@ pub fn paged_attention<T: Float>(
     if !(16..=256).contains(&d) {
         return Err(Error::HeadDim(d));
     }
-    if hk == 0 || hq % hk != 0 {
+    if hq == 0 || hk == 0 || hq % hk != 0 {
         return Err(Error::Heads { hq, hk });
+    }
+    if bs == 0 {
+        return Err(Error::Shape {
+            arg: "key_cache",
+            message: "the block size is 0".into(),
+        });
     }
     if !(sm_scale.is_finite() && sm_scale > 0.0) {
         return Err(Error::Scale(sm_scale));
     }
     let [tb, max_blocks] = shape("block_tables", block_tables, "(batch, max blocks)")?;
+    let Some(capacity) = max_blocks.checked_mul(bs) else {
+        return Err(Error::Shape {
+            arg: "block_tables",
+            message: format!("{max_blocks} blocks of {bs} overflow"),
+        });
+    };
     let [lb] = shape("context_lens", context_lens, "(batch)")?;
     if tb != b || lb != b {
         return Err(Error::Shape {
@@ -91,7 +103,7 @@ pub fn paged_attention<T: Float>(
     let mut lens = Vec::with_capacity(b);
     for s in 0..b {
         let len = context_lens.get(&[s]).unwrap_or(0);
-        if len < 0 || len as usize > max_blocks * bs {
+        if len < 0 || len as usize > capacity {
             return Err(Error::Shape {
                 arg: "context_lens",
                 message: format!(
@@ -113,9 +125,6 @@ pub fn paged_attention<T: Float>(
     }
     let g = hq / hk;
     let mut out = vec![T::from_f32(0.0); b * hq * d];
-    if d == 0 {
-        return Ok(out);
-    }
     out.par_chunks_mut(g * d)
         .enumerate()
         .for_each(|(task, out)| {
@@ -174,7 +183,8 @@ pub fn paged_attention<T: Float>(
             }
             for h in 0..g {
                 let a = &mut acc[h * d..(h + 1) * d];
-                let inv = if sum[h] > 0.0 { 1.0 / sum[h] } else { 0.0 };
+                // 0 only for an empty context; a NaN from the inputs goes on to the output.
+                let inv = if sum[h] != 0.0 { 1.0 / sum[h] } else { 0.0 };
                 a.iter_mut().for_each(|x| *x *= inv);
                 T::rows_from_f32(a, &mut out[h * d..(h + 1) * d]);
             }

@@ -55,9 +55,7 @@ pub fn piecewise_attention<T: Float>(
     opts: Options,
 ) -> Result<Attention<T>> {
     let dims = dims(q1, k1, q2, k2, v, &opts)?;
-    let band = Band {
-        threshold: dist_threshold,
-    };
+    let band = Band::new(dist_threshold, dims.m, dims.n);
     Ok(forward(&[(q1, k1), (q2, k2)], v, dims, Some(band), opts))
 }
 
@@ -76,9 +74,7 @@ pub fn piecewise_attention_backward<T: Float>(
     opts: Options,
 ) -> Result<PiecewiseGrads<T>> {
     let dims = dims(q1, k1, q2, k2, v, &opts)?;
-    let band = Band {
-        threshold: dist_threshold,
-    };
+    let band = Band::new(dist_threshold, dims.m, dims.n);
     let pairs = [(q1, k1), (q2, k2)];
     let (mut dq, mut dk, dv) = backward(&pairs, v, fwd, d_o, dims, Some(band), opts)?;
     let (dq2, dk2) = (dq.remove(1), dk.remove(1));

@@ -78,9 +78,10 @@ impl Scores {
         }
         for (i, si) in s.chunks_mut(ld).take(r).enumerate() {
             let l = lse[r0 + i];
-            let vis = match l.is_finite() {
-                true => visible(r0 + i, c0, c, m, n, self.opts.causal),
-                false => 0,
+            // −∞: the row saw no key (its gradients are 0); a NaN goes on, as in the forward.
+            let vis = match l == f32::NEG_INFINITY {
+                false => visible(r0 + i, c0, c, m, n, self.opts.causal),
+                true => 0,
             };
             exp_affine(&mut si[..vis], self.opts.sm_scale, -l);
             si[vis..c].fill(0.0);

@@ -57,8 +57,27 @@ pub fn check<T: Element>(
     if !(16..=256).contains(&d) {
         return Err(Error::HeadDim(d));
     }
-    if hk == 0 || hq % hk != 0 {
+    if hq == 0 || hk == 0 || hq % hk != 0 {
         return Err(Error::Heads { hq, hk });
+    }
+    // Every buffer and every dropout counter position must be addressable: the views may
+    // have zero strides, so their data can be far smaller than their shapes say.
+    let fits = |dims: &[usize]| {
+        dims.iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x))
+            .is_some_and(|total| total <= isize::MAX as usize / 8)
+    };
+    for (arg, dims) in [
+        ("q", [b, hq, m, d]),
+        ("k", [b, hk, n, d]),
+        ("k", [b, hq, m, n]),
+    ] {
+        if !fits(&dims) {
+            return Err(Error::Shape {
+                arg,
+                message: format!("{dims:?} is too large to address"),
+            });
+        }
     }
     if !(opts.sm_scale.is_finite() && opts.sm_scale > 0.0) {
         return Err(Error::Scale(opts.sm_scale));

@@ -69,7 +69,11 @@ pub fn flash_attention_split_kv<T: Float>(
                         let top = parts
                             .iter()
                             .map(|p| p.1[i])
-                            .fold(f32::NEG_INFINITY, f32::max);
+                            // A NaN part (from NaN inputs) makes the row NaN.
+                            .fold(
+                                f32::NEG_INFINITY,
+                                |a, x| if x > a || x.is_nan() { x } else { a },
+                            );
                         row.fill(0.0);
                         if top == f32::NEG_INFINITY {
                             T::rows_from_f32(&row, &mut o_blk[i * d..(i + 1) * d]);

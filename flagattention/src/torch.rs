@@ -67,7 +67,8 @@ pub fn flash_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: Options) -> Res
 }
 
 /// [`crate::flash_attention_backward`] on tensors: dq, dk, dv of the forward that gave `o` and
-/// `lse` for these inputs and options, given `d_o`, the gradient of `o`.
+/// `lse` for these inputs and options, given `d_o`, the gradient of `o`. The tensors carry no
+/// record of the forward's options: the caller passes the same.
 pub fn flash_attention_backward(
     q: &Tensor,
     k: &Tensor,
@@ -107,14 +108,18 @@ fn host<T: Float>(arg: &'static str, t: &Tensor, kind: Kind) -> Result<(Vec<T>, 
             message: format!("kind {:?} differs from q's {kind:?}", t.kind()),
         });
     }
-    let t = t.to_kind(Kind::Float).contiguous();
+    let failed = |e: tch::TchError| Error::Tensor {
+        arg,
+        message: e.to_string(),
+    };
+    let t = t
+        .f_to_kind(Kind::Float)
+        .and_then(|t| t.f_contiguous())
+        .map_err(failed)?;
     let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
     let numel = t.numel();
     let mut f = vec![0f32; numel];
-    t.f_copy_data(&mut f, numel).map_err(|e| Error::Tensor {
-        arg,
-        message: e.to_string(),
-    })?;
+    t.f_copy_data(&mut f, numel).map_err(failed)?;
     let mut data = vec![T::from_f32(0.0); numel];
     T::rows_from_f32(&f, &mut data);
     Ok((data, shape))
@@ -196,11 +201,16 @@ fn saved<T: Float>(
         host::<f32>("lse", lse, Kind::Float)?,
     );
     let Dims { b, hq, m, d, .. } = dims;
-    if os != [b, hq, m, d] || lses != [b, hq, m] {
-        return Err(Error::Tensor {
-            arg: "o",
-            message: format!("o {os:?} and lse {lses:?} are not this problem's outputs"),
-        });
+    for (arg, got, want) in [
+        ("o", &os[..], &[b, hq, m, d][..]),
+        ("lse", &lses, &[b, hq, m]),
+    ] {
+        if got != want {
+            return Err(Error::Tensor {
+                arg,
+                message: format!("shape {got:?} is not the forward's {want:?}"),
+            });
+        }
     }
     Ok(Attention {
         dims,

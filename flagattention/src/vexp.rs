@@ -34,10 +34,10 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 fn exp1<const FMA: bool>(x: f32) -> f32 {
     // Outside this range e^x is below f32's normals or overflows: clamp (the result is then
-    // ~1e-38, or +inf through the exponent).
-    // max/min rather than clamp: clamp's NaN rule keeps the loop scalar.
-    #[allow(clippy::manual_clamp)]
-    let x = x.max(-87.0).min(88.7);
+    // ~1e-38, or +inf through the exponent). Comparisons rather than clamp (whose NaN rule
+    // keeps the loop scalar) or max/min (which would turn a NaN into a bound): a NaN stays.
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.7 { 88.7 } else { x };
     // Round to nearest through the 1.5·2^23 trick: t's low mantissa bits hold n as an
     // integer, so 2^n comes from bit operations alone (a float→int conversion, saturating in
     // Rust, would keep the loop from vectorising).
@@ -84,7 +84,8 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn exp16(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+        // maxps returns its second operand when either is NaN: a NaN stays NaN.
+        let x = _mm512_max_ps(_mm512_set1_ps(-87.0), x);
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
         );
@@ -272,13 +273,29 @@ mod tests {
     fn close_to_libm_over_the_softmax_range() {
         let mut worst = 0f64;
         let xs: Vec<f32> = (0..200_001).map(|i| -80.0 + i as f32 * 0.0004).collect();
-        let mut ys = xs.clone();
-        exp_affine(&mut ys, 1.0, 0.0);
-        for (x, y) in xs.iter().zip(&ys) {
-            let want = (*x as f64).exp();
-            worst = worst.max(((*y as f64) - want).abs() / want);
+        // The path this CPU picks, and the portable one with and without FMA.
+        let runs: [fn(&mut [f32]) -> f32; 3] = [
+            |y| exp_affine(y, 1.0, 0.0),
+            |y| portable::<false>(y, 1.0, 0.0),
+            |y| portable::<true>(y, 1.0, 0.0),
+        ];
+        for run in runs {
+            let mut ys = xs.clone();
+            let sum = run(&mut ys);
+            for (x, y) in xs.iter().zip(&ys) {
+                let want = (*x as f64).exp();
+                worst = worst.max(((*y as f64) - want).abs() / want);
+            }
+            let total: f64 = ys.iter().map(|&y| y as f64).sum();
+            assert!(
+                (sum as f64 - total).abs() <= 1e-5 * total,
+                "{sum} vs {total}"
+            );
         }
         assert!(worst < 3e-7, "worst relative error {worst:e}");
+        let mut nan = [f32::NAN, 0.0];
+        exp_affine(&mut nan, 1.0, 0.0);
+        assert!(nan[0].is_nan() && nan[1] == 1.0, "a NaN stays NaN: {nan:?}");
         let mut edge = [0.0f32, -1e30, 1.0];
         exp_affine(&mut edge, 1.0, 0.0);
         assert_eq!(edge[0], 1.0);

@@ -634,4 +634,169 @@ fn paged_attention_matches_the_reference() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("block_tables"), "{e}");
+    // A cache of zero-sized blocks, and no query heads, are refused by name.
+    let e = flagattention::paged_attention(
+        &TensorView::from_slice(&query, &[b, hq, d]).unwrap(),
+        &TensorView::from_slice(&kc[..0], &[blocks, hk, 0, d]).unwrap(),
+        &TensorView::from_slice(&vc[..0], &[blocks, hk, 0, d]).unwrap(),
+        &TensorView::from_slice(&[0i32; 4], &[b]).unwrap(),
+        &TensorView::from_slice(&order, &[b, max_blocks]).unwrap(),
+        scale as f32,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("key_cache"), "{e}");
+    let e = flagattention::paged_attention(
+        &TensorView::from_slice(&query[..0], &[b, 0, d]).unwrap(),
+        &TensorView::from_slice(&kc, &cache).unwrap(),
+        &TensorView::from_slice(&vc, &cache).unwrap(),
+        &TensorView::from_slice(&lens_i32, &[b]).unwrap(),
+        &TensorView::from_slice(&order, &[b, max_blocks]).unwrap(),
+        scale as f32,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, flagattention::Error::Heads { hq: 0, .. }),
+        "{e}"
+    );
+}
+
+/// Empty problems (no batch, no query rows, no keys) give empty or zero outputs, never a
+/// panic; no query heads is an error.
+#[test]
+fn empty_problems_are_answered_and_no_heads_refused() {
+    let data = vec![0.5f32; 4 * 32];
+    for (b, m, n) in [(0, 4, 4), (1, 0, 4), (1, 4, 0), (0, 0, 0)] {
+        let q = TensorView::from_slice(&data[..b * 2 * m * 16], &[b, 2, m, 16]).unwrap();
+        let k = TensorView::from_slice(&data[..b * 2 * n * 16], &[b, 2, n, 16]).unwrap();
+        let opts = Options {
+            causal: true,
+            total_attention: true,
+            dropout: Some(Dropout { p: 0.5, seed: 1 }),
+            ..Options::new(16)
+        };
+        let fwd = flash_attention(&q, &k, &k, opts).unwrap();
+        assert!(fwd.o.iter().all(|&x| x == 0.0) && fwd.o.len() == b * 2 * m * 16);
+        assert!(fwd.lse.iter().all(|&x| x == f32::NEG_INFINITY));
+        assert_eq!(fwd.total.as_ref().map(Vec::len), Some(b * 2 * n));
+        let g = flash_attention_backward(&q, &k, &k, &fwd, &q, opts).unwrap();
+        assert!(g.dq.iter().chain(&g.dk).chain(&g.dv).all(|&x| x == 0.0));
+        let split = flagattention::flash_attention_split_kv(&q, &k, &k, opts, 3).unwrap();
+        assert_eq!(split.o, fwd.o);
+        let p = flagattention::piecewise_attention(&q, &k, &q, &k, &k, 2, opts).unwrap();
+        let pg = flagattention::piecewise_attention_backward(&q, &k, &q, &k, &k, &p, &q, 2, opts)
+            .unwrap();
+        assert!(pg.dq1.iter().chain(&pg.dk2).all(|&x| x == 0.0));
+    }
+    let none = TensorView::from_slice(&data[..0], &[1, 0, 4, 16]).unwrap();
+    let k = TensorView::from_slice(&data[..64], &[1, 1, 4, 16]).unwrap();
+    let e = flash_attention(&none, &k, &k, Options::new(16)).unwrap_err();
+    assert!(
+        matches!(e, flagattention::Error::Heads { hq: 0, hk: 1 }),
+        "{e}"
+    );
+    // Zero strides let a tiny buffer claim a huge shape: refused, not allocated.
+    let huge = TensorView::new(&data[..16], &[1, 1, 1 << 60, 16], &[0, 0, 0, 1]).unwrap();
+    let e = flash_attention(&huge, &huge, &huge, Options::new(16)).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+}
+
+/// Piecewise attention with a threshold no distance reaches is attention over (q1, k1);
+/// with one every distance reaches, over (q2, k2) — thresholds at the ends of i64 included,
+/// causal, dropout and GQA on; the unused pair's gradients are zero.
+#[test]
+fn piecewise_with_one_side_of_the_band_is_plain_attention() {
+    let s = Shape {
+        b: 1,
+        hq: 4,
+        hk: 2,
+        m: 150,
+        n: 230,
+        d: 32,
+    };
+    let mut rng = Rng::new(91);
+    let (lq, lk) = (s.b * s.hq * s.m * s.d, s.b * s.hk * s.n * s.d);
+    let xs: Vec<Vec<f32>> = [lq, lk, lq, lk, lk, lq]
+        .iter()
+        .map(|&len| normal(&mut rng, len, 2.0))
+        .collect();
+    let v = |i: usize, h: usize, t: usize| tv4(&xs[i], s, h, t);
+    let (q1, k1, q2, k2, vv, d_o) = (
+        v(0, s.hq, s.m),
+        v(1, s.hk, s.n),
+        v(2, s.hq, s.m),
+        v(3, s.hk, s.n),
+        v(4, s.hk, s.n),
+        v(5, s.hq, s.m),
+    );
+    let opts = Options {
+        causal: true,
+        dropout: Some(Dropout { p: 0.2, seed: 5 }),
+        total_attention: true,
+        ..Options::new(s.d)
+    };
+    for (threshold, near) in [
+        (i64::MAX, true),
+        (s.n as i64, true),
+        (i64::MIN, false),
+        (1 - s.m as i64, false),
+    ] {
+        let pw =
+            flagattention::piecewise_attention(&q1, &k1, &q2, &k2, &vv, threshold, opts).unwrap();
+        let g = flagattention::piecewise_attention_backward(
+            &q1, &k1, &q2, &k2, &vv, &pw, &d_o, threshold, opts,
+        )
+        .unwrap();
+        let (q, k) = if near { (&q1, &k1) } else { (&q2, &k2) };
+        let plain = flash_attention(q, k, &vv, opts).unwrap();
+        let pg = flash_attention_backward(q, k, &vv, &plain, &d_o, opts).unwrap();
+        assert_eq!(pw.o, plain.o, "threshold {threshold}");
+        assert_eq!(pw.lse, plain.lse);
+        assert_eq!(pw.total, plain.total);
+        let (used, unused) = match near {
+            true => ((&g.dq1, &g.dk1), (&g.dq2, &g.dk2)),
+            false => ((&g.dq2, &g.dk2), (&g.dq1, &g.dk1)),
+        };
+        assert_eq!((used.0, used.1, &g.dv), (&pg.dq, &pg.dk, &pg.dv));
+        assert!(unused.0.iter().chain(unused.1).all(|&x| x == 0.0));
+    }
+}
+
+/// A NaN in the inputs reaches the outputs of the rows it touches (as in the naive
+/// formula), and only those.
+#[test]
+fn nan_inputs_propagate() {
+    let s = Shape {
+        b: 1,
+        hq: 1,
+        hk: 1,
+        m: 40,
+        n: 50,
+        d: 16,
+    };
+    let mut rng = Rng::new(3);
+    let mut q = normal(&mut rng, s.m * s.d, 1.0);
+    let k = normal(&mut rng, s.n * s.d, 1.0);
+    q[7 * s.d + 3] = f32::NAN;
+    let fwd = flash_attention(
+        &tv4(&q, s, 1, s.m),
+        &tv4(&k, s, 1, s.n),
+        &tv4(&k, s, 1, s.n),
+        Options::new(s.d),
+    )
+    .unwrap();
+    for (i, row) in fwd.o.chunks(s.d).enumerate() {
+        assert_eq!(row.iter().all(|x| x.is_nan()), i == 7, "row {i}");
+        assert!(i == 7 || row.iter().all(|x| x.is_finite()), "row {i}");
+    }
+    let g = flash_attention_backward(
+        &tv4(&q, s, 1, s.m),
+        &tv4(&k, s, 1, s.n),
+        &tv4(&k, s, 1, s.n),
+        &fwd,
+        &tv4(&q, s, 1, s.m),
+        Options::new(s.d),
+    )
+    .unwrap();
+    assert!(g.dq[7 * s.d..8 * s.d].iter().all(|x| x.is_nan()));
+    assert!(g.dk.iter().any(|x| x.is_nan()));
 }
