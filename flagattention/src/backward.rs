@@ -7,7 +7,7 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::forward::{dot, key_block, Attention, Options, BR};
+use crate::forward::{dot, key_block, query_block, Attention, Options};
 use crate::mask::{reach, Band};
 use crate::matmul::{matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
@@ -183,9 +183,10 @@ impl Ctx<'_> {
         let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
         let kb = key_block(opts);
         let ld = padded(kb);
-        let (mut s, mut dp) = (vec![0f32; BR * ld], vec![0f32; BR * ld]);
-        let mut spare = vec![0f32; if pairs > 1 { BR * ld } else { 0 }];
-        let mut part = vec![0f32; BR.max(kb) * d];
+        let qb = query_block(opts);
+        let (mut s, mut dp) = (vec![0f32; qb * ld], vec![0f32; qb * ld]);
+        let mut spare = vec![0f32; if pairs > 1 { qb * ld } else { 0 }];
+        let mut part = vec![0f32; qb.max(kb) * d];
         let mut blocks = Vec::new();
         for blk in (share..n.div_ceil(kb)).step_by(shares) {
             let (c0, c) = (blk * kb, kb.min(n - blk * kb));
@@ -196,7 +197,7 @@ impl Ctx<'_> {
                 let lse = &self.lse[bh * m..(bh + 1) * m];
                 let mut r0 = 0;
                 while r0 < m {
-                    let r = BR.min(m - r0);
+                    let r = qb.min(m - r0);
                     // Rows whose last visible key is before this block contribute nothing.
                     if reach(r0, r, m, n, opts.causal) <= c0 {
                         r0 += r;
