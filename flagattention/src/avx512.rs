@@ -25,6 +25,7 @@ pub(crate) unsafe fn matmul(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    colmax: *mut f32,
 ) {
     let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
     for jp in 0..n.div_ceil(NR) {
@@ -46,6 +47,10 @@ pub(crate) unsafe fn matmul(
                     ldc,
                     masks,
                     accumulate,
+                    colmax: match colmax.is_null() {
+                        true => colmax,
+                        false => colmax.add(jp * NR),
+                    },
                 };
                 // Full panels load b unmasked (a masked load costs a vector-port uop, and the
                 // FMAs need both vector ports); a with unit row stride is addressed by
@@ -92,6 +97,8 @@ struct Tile {
     ldc: usize,
     masks: (__mmask16, __mmask16),
     accumulate: bool,
+    /// When not null, the tile's column maxima are merged into the `cols` values here.
+    colmax: *mut f32,
 }
 
 impl Tile {
@@ -132,6 +139,23 @@ impl Tile {
                 // Wrapping: the step past the last one may point beyond the buffers, unread.
                 a = a.wrapping_add(self.a_cs);
                 b = b.wrapping_add(self.ldb);
+            }
+        }
+        if !self.colmax.is_null() {
+            // maxps returns its second operand when either is NaN: NaN products are passed
+            // over, as the separate maximum pass does.
+            let (mut top0, mut top1) = (acc[0][0], acc[0][1]);
+            for row in &acc[1..] {
+                top0 = _mm512_max_ps(row[0], top0);
+                top1 = _mm512_max_ps(row[1], top1);
+            }
+            // SAFETY: the masked lanes are the tile's columns, inside `colmax`.
+            unsafe {
+                let p = self.colmax;
+                let old0 = _mm512_maskz_loadu_ps(m0, p);
+                let old1 = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
+                _mm512_mask_storeu_ps(p, m0, _mm512_max_ps(top0, old0));
+                _mm512_mask_storeu_ps(p.wrapping_add(16), m1, _mm512_max_ps(top1, old1));
             }
         }
         for (i, row) in acc.iter().enumerate() {

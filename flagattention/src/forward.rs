@@ -5,7 +5,7 @@
 use crate::dropout::Dropout;
 use crate::dtype::Float;
 use crate::mask::{first_seeing, reach, Band};
-use crate::matmul::{matmul, Lhs, MR, NR};
+use crate::matmul::{matmul, matmul_colmax, Lhs, MR, NR};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::padded;
 use crate::shape::{check, Dims};
@@ -292,12 +292,19 @@ impl<'a> Ctx<'a> {
         while c0 < reach(r0, r, m, n, opts.causal).min(keys.end) {
             let c = kb.min(keys.end - c0);
             let st = &mut st[..c * ld];
-            self.scores_t(st, &mut spare, ld, kv, (r0, r), (c0, c), &qt);
             let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
             block_max.fill(f32::NEG_INFINITY);
-            for (j, row) in st.chunks_exact(ld).enumerate() {
-                let f = first(j);
-                max_into(&mut block_max[f..], &row[f..r]);
+            if self.band.is_none() && first(c - 1) == 0 {
+                // Every score of the block is visible: its column maxima come from the
+                // product's registers.
+                let (a, b) = (self.k[0].from(kv, c0), qt[0].from(0, 0));
+                matmul_colmax(st, ld, c, r, d, a, b, &mut block_max);
+            } else {
+                self.scores_t(st, &mut spare, ld, kv, (r0, r), (c0, c), &qt);
+                for (j, row) in st.chunks_exact(ld).enumerate() {
+                    let f = first(j);
+                    max_into(&mut block_max[f..], &row[f..r]);
+                }
             }
             // The scale is positive, so the largest score scales to the largest.
             for i in 0..r {

@@ -108,10 +108,50 @@ pub(crate) fn matmul(
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F is present (checked just above); every element addressed lies
         // inside its slice (checked at the top), and `c` is not aliased.
-        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate) };
+        let none = std::ptr::null_mut();
+        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate, none) };
         return;
     }
     fallback(c, ldc, m, n, k, a, b, accumulate)
+}
+
+/// c = a·b as [`matmul`] does, and `colmax_j = max(colmax_j, max_i c_ij)` (NaNs passed
+/// over) for j < n, taken from the kernel's registers rather than by another pass over c.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_colmax(
+    c: &mut [f32],
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    colmax: &mut [f32],
+) {
+    assert!(colmax.len() >= n, "matmul column maxima too small");
+    #[cfg(target_arch = "x86_64")]
+    if k > 0 && std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(
+            (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
+                && a.fits(m, k)
+                && b.fits(k, n),
+            "matmul operands too small"
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        let top = colmax.as_mut_ptr();
+        // SAFETY: AVX-512F is present (checked just above); every element addressed lies
+        // inside its slice (checked just above, `colmax` at the top), nothing is aliased.
+        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, false, top) };
+        return;
+    }
+    matmul(c, ldc, m, n, k, a, b, false);
+    for row in c.chunks(ldc).take(m) {
+        for (t, &x) in colmax[..n].iter_mut().zip(&row[..n]) {
+            *t = if x > *t { x } else { *t };
+        }
+    }
 }
 
 /// [`matmul`] through the `gemm` crate, one 12-row group and one panel at a time; the
@@ -238,6 +278,15 @@ mod tests {
                 matmul(&mut c, ldc, m, n, k, la, rb, false);
                 for x in 0..m * n {
                     assert_eq!(c[(x / n) * ldc + x % n], want[x], "{m}×{n}×{k} at {x}");
+                }
+                // The same with column maxima taken on the way, merged into earlier ones.
+                let mut top = vec![-1.0f32; n];
+                c.fill(1.0);
+                matmul_colmax(&mut c, ldc, m, n, k, la, rb, &mut top);
+                for j in 0..n {
+                    let best = (0..m).map(|i| want[i * n + j]).fold(-1.0f32, f32::max);
+                    assert_eq!(top[j], best, "{m}×{n}×{k} column {j}");
+                    assert!((0..m).all(|i| c[i * ldc + j] == want[i * n + j]));
                 }
                 // The column past n in each row is left alone.
                 assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
