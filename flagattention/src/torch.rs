@@ -112,8 +112,11 @@ pub fn piecewise_attention_backward(
     ])
 }
 
+/// A tensor's values as f32, and its shape.
+type Host = (Vec<f32>, Vec<usize>);
+
 /// A CPU tensor's values as f32, with its shape.
-fn host(arg: &'static str, t: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
+fn host(arg: &'static str, t: &Tensor) -> Result<Host> {
     if t.device() != Device::Cpu {
         return Err(Error::Tensor {
             arg,
@@ -137,10 +140,7 @@ fn host(arg: &'static str, t: &Tensor) -> Result<(Vec<f32>, Vec<usize>)> {
 
 /// The tensors copied out, named by their arguments, and their common kind: f32, bf16 or
 /// f16, the first's, which every other must share.
-fn hosts<const N: usize>(
-    names: [&'static str; N],
-    ts: [&Tensor; N],
-) -> Result<(Vec<(Vec<f32>, Vec<usize>)>, Kind)> {
+fn hosts<const N: usize>(names: [&'static str; N], ts: [&Tensor; N]) -> Result<(Vec<Host>, Kind)> {
     let kind = ts[0].kind();
     if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
         return Err(Error::Tensor {
@@ -164,7 +164,7 @@ fn hosts<const N: usize>(
 
 /// Views of copied-out tensors, named by their arguments.
 fn views<'a, const N: usize>(
-    h: &'a [(Vec<f32>, Vec<usize>)],
+    h: &'a [Host],
     names: [&'static str; N],
 ) -> Result<[TensorView<'a, f32>; N]> {
     let v: Vec<TensorView<'a, f32>> = (h.iter())
