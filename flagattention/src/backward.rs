@@ -7,14 +7,14 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::forward::{dot, key_block, query_block, Attention, Options};
+use crate::forward::{key_block, query_block, Attention, Options};
 use crate::mask::{reach, Band};
 use crate::matmul::{matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
 use crate::scratch::Buf;
 use crate::shape::{check, expect, Dims};
-use crate::vexp::{add, score_grads};
+use crate::vexp::{add, dot, score_grads};
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;

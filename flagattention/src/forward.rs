@@ -9,6 +9,7 @@ use crate::matmul::{matmul, matmul_colmax, Lhs, MR, NR};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::padded;
 use crate::shape::{check, Dims};
+use crate::split_kv;
 use crate::vexp::{exp_shift, max_into};
 use crate::Result;
 use flagcore::TensorView;
@@ -59,24 +60,6 @@ pub struct Attention<T> {
     pub total: Option<Vec<f32>>,
 }
 
-/// Σ a_i·b_i in sixteen independent lanes, so it vectorises without reassociating floats.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = acc.iter().sum::<f32>();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
 /// Attention of q (B, Hq, M, D) over k, v (B, Hk, N, D).
 pub fn flash_attention<T: Float>(
     q: &TensorView<'_, T>,
@@ -85,17 +68,19 @@ pub fn flash_attention<T: Float>(
     opts: Options,
 ) -> Result<Attention<T>> {
     let dims = check(q, k, v, &opts)?;
-    Ok(forward(&[(q, k)], v, dims, None, opts))
+    Ok(forward(&[(q, k)], v, dims, None, opts, 1))
 }
 
 /// The forward of attention whose scores come from `pairs` ((q, k) views checked against
-/// `dims`; two for piecewise attention, `band` saying which scores where).
+/// `dims`; two for piecewise attention, `band` saying which scores where), each query
+/// block's keys split into `splits` parts attended in parallel (see `split_kv.rs`).
 pub(crate) fn forward<T: Float>(
     pairs: &[(&TensorView<'_, T>, &TensorView<'_, T>)],
     v: &TensorView<'_, T>,
     dims: Dims,
     band: Option<Band>,
     opts: Options,
+    splits: usize,
 ) -> Attention<T> {
     let Dims { b, hq, m, n, d, .. } = dims;
     let mut o = vec![T::from_f32(0.0); b * hq * m * d];
@@ -107,18 +92,21 @@ pub(crate) fn forward<T: Float>(
     let refs: Vec<(&[f32], &[f32])> = rows.iter().map(|(q, k)| (&q[..], &k[..])).collect();
     if m > 0 && n > 0 {
         let ctx = Ctx::new(dims, opts, &refs, band, &pack::rows(v));
+        let qb = query_block(opts);
         o.par_chunks_mut(m * d)
             .zip(lse.par_chunks_mut(m))
             .enumerate()
             .for_each(|(bh, (o_head, lse_head))| {
-                let qb = query_block(opts);
                 o_head
                     .par_chunks_mut(qb * d)
                     .zip(lse_head.par_chunks_mut(qb))
                     .enumerate()
                     .for_each(|(blk, (o_blk, lse_blk))| {
                         let mut acc = vec![0f32; o_blk.len()];
-                        ctx.attend(bh, blk * qb, 0..n, &mut acc, lse_blk);
+                        match splits {
+                            1 => ctx.attend(bh, blk * qb, 0..n, &mut acc, lse_blk),
+                            _ => split_kv::attend(&ctx, bh, blk * qb, splits, &mut acc, lse_blk),
+                        }
                         T::rows_from_f32(&acc, o_blk);
                     });
             });
@@ -127,7 +115,7 @@ pub(crate) fn forward<T: Float>(
 }
 
 /// The outputs, with total attention added when asked for (it needs the final lse).
-pub(crate) fn finish<T>(
+fn finish<T>(
     dims: Dims,
     opts: Options,
     o: Vec<T>,
@@ -185,6 +173,10 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
     /// `pairs` holds the rows of each (q, k) score pair; `band` says which pair scores
     /// which (query, key) when there are two.
     pub fn new(
@@ -267,10 +259,10 @@ impl<'a> Ctx<'a> {
         out: &mut [f32],
         lse_out: &mut [f32],
     ) {
-        let Dims { hq, m, n, d, .. } = self.dims;
+        let Dims { m, n, d, .. } = self.dims;
         let (opts, r) = (self.opts, lse_out.len());
         debug_assert!(keys.start.is_multiple_of(BC) && keys.end <= n);
-        let kv = (bh / hq) * self.dims.hk + (bh % hq) / self.dims.group();
+        let kv = self.dims.kv_head(bh);
         // This block's queries transposed into panels: the right operand of k·qᵀ.
         let qt: Vec<RhsT> = (self.q.iter())
             .map(|q| RhsT::new(&q[(bh * m + r0) * d..][..r * d], r, d))

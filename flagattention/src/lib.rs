@@ -43,4 +43,4 @@ pub use half::{bf16, f16};
 pub use paged::paged_attention;
 pub use piecewise::{piecewise_attention, piecewise_attention_backward, PiecewiseGrads};
 pub use shape::Dims;
-pub use split_kv::{default_splits, flash_attention_split_kv};
+pub use split_kv::flash_attention_split_kv;

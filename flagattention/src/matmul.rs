@@ -89,30 +89,7 @@ pub(crate) fn matmul(
     b: Rhs<'_>,
     accumulate: bool,
 ) {
-    assert!(
-        (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
-            && a.fits(m, k)
-            && b.fits(k, n),
-        "matmul operands too small"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0));
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present (checked just above); every element addressed lies
-        // inside its slice (checked at the top), and `c` is not aliased.
-        let none = std::ptr::null_mut();
-        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate, none) };
-        return;
-    }
-    fallback(c, ldc, m, n, k, a, b, accumulate)
+    product(c, ldc, (m, n, k), a, b, accumulate, None)
 }
 
 /// c = a·b as [`matmul`] does, and `colmax_j = max(colmax_j, max_i c_ij)` (NaNs passed
@@ -128,28 +105,46 @@ pub(crate) fn matmul_colmax(
     b: Rhs<'_>,
     colmax: &mut [f32],
 ) {
-    assert!(colmax.len() >= n, "matmul column maxima too small");
-    #[cfg(target_arch = "x86_64")]
-    if k > 0 && std::arch::is_x86_feature_detected!("avx512f") {
-        assert!(
-            (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
-                && a.fits(m, k)
-                && b.fits(k, n),
-            "matmul operands too small"
-        );
-        if m == 0 || n == 0 {
-            return;
-        }
-        let top = colmax.as_mut_ptr();
-        // SAFETY: AVX-512F is present (checked just above); every element addressed lies
-        // inside its slice (checked just above, `colmax` at the top), nothing is aliased.
-        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, false, top) };
+    product(c, ldc, (m, n, k), a, b, false, Some(colmax))
+}
+
+fn product(
+    c: &mut [f32],
+    ldc: usize,
+    (m, n, k): (usize, usize, usize),
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    accumulate: bool,
+    colmax: Option<&mut [f32]>,
+) {
+    assert!(
+        (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
+            && a.fits(m, k)
+            && b.fits(k, n)
+            && colmax.as_ref().is_none_or(|t| t.len() >= n),
+        "matmul operands too small"
+    );
+    if m == 0 || n == 0 {
         return;
     }
-    matmul(c, ldc, m, n, k, a, b, false);
-    for row in c.chunks(ldc).take(m) {
-        for (t, &x) in colmax[..n].iter_mut().zip(&row[..n]) {
-            *t = if x > *t { x } else { *t };
+    #[cfg(target_arch = "x86_64")]
+    if k > 0 && std::arch::is_x86_feature_detected!("avx512f") {
+        let top = colmax.map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
+        // SAFETY: AVX-512F is present (checked just above); every element addressed lies
+        // inside its slice (checked at the top), and nothing is aliased.
+        unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate, top) };
+        return;
+    }
+    match k {
+        0 if !accumulate => c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0)),
+        0 => {}
+        _ => fallback(c, ldc, m, n, k, a, b, accumulate),
+    }
+    if let Some(top) = colmax {
+        for row in c.chunks(ldc).take(m) {
+            for (t, &x) in top[..n].iter_mut().zip(&row[..n]) {
+                *t = if x > *t { x } else { *t };
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 //! (sequence, key head) and reads every key and value row once for the group's query heads.
 
 use crate::dtype::Float;
-use crate::forward::dot;
+use crate::vexp::dot;
 use crate::{Error, Result};
 use flagcore::{Element, TensorView};
 use rayon::prelude::*;

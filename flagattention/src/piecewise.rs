@@ -56,7 +56,7 @@ pub fn piecewise_attention<T: Float>(
 ) -> Result<Attention<T>> {
     let dims = dims(q1, k1, q2, k2, v, &opts)?;
     let band = Band::new(dist_threshold, dims.m, dims.n);
-    Ok(forward(&[(q1, k1), (q2, k2)], v, dims, Some(band), opts))
+    Ok(forward(&[(q1, k1), (q2, k2)], v, dims, Some(band), opts, 1))
 }
 
 /// The gradients of `fwd` (the forward of the same inputs, threshold and options) given

@@ -50,10 +50,8 @@ impl Scores {
         (c0, c): (usize, usize),
         lse: &[f32],
     ) {
-        let Dims {
-            hq, hk, m, n, d, ..
-        } = self.dims;
-        let kv = (bh / hq) * hk + (bh % hq) / self.dims.group();
+        let Dims { m, n, d, .. } = self.dims;
+        let kv = self.dims.kv_head(bh);
         let product = |p: usize, out: &mut [f32]| {
             let (a, b) = (self.q[p].from(bh, r0), self.kt[p].from(kv, c0));
             matmul(out, ld, r, c, d, a, b, false)

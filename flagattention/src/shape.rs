@@ -19,6 +19,11 @@ impl Dims {
     pub fn group(&self) -> usize {
         self.hq / self.hk
     }
+
+    /// The key/value head (batch·Hk + head) that query head `bh` (batch·Hq + head) reads.
+    pub fn kv_head(&self, bh: usize) -> usize {
+        (bh / self.hq) * self.hk + (bh % self.hq) / self.group()
+    }
 }
 
 fn four<T: Element>(arg: &'static str, v: &TensorView<'_, T>) -> Result<[usize; 4]> {

@@ -526,7 +526,7 @@ fn split_kv_matches_the_reference() {
             total_attention: true,
             ..Options::new(d)
         };
-        for splits in [1, 3, 7, 1000] {
+        for splits in [Some(1), Some(3), Some(7), Some(1000), None] {
             let out = flagattention::flash_attention_split_kv(
                 &tv4(&q, s, hq, m),
                 &tv4(&k, s, hk, n),
@@ -541,7 +541,7 @@ fn split_kv_matches_the_reference() {
                 let (e_ours, e_naive) = (max_err(&ours[o], &r[i]), max_err(&t[i], &r[i]));
                 assert!(
                     e_ours <= 2.0 * e_naive + 1e-5,
-                    "{name} with {splits} parts, causal={causal}: ours {e_ours:e}, naive {e_naive:e}"
+                    "{name} with {splits:?} parts, causal={causal}: ours {e_ours:e}, naive {e_naive:e}"
                 );
             }
         }
@@ -551,7 +551,7 @@ fn split_kv_matches_the_reference() {
         &tv4(&k, s, hk, n),
         &tv4(&v, s, hk, n),
         Options::new(d),
-        0,
+        Some(0),
     )
     .unwrap_err();
     assert!(e.to_string().contains("splits"), "{e}");
@@ -680,7 +680,7 @@ fn empty_problems_are_answered_and_no_heads_refused() {
         assert_eq!(fwd.total.as_ref().map(Vec::len), Some(b * 2 * n));
         let g = flash_attention_backward(&q, &k, &k, &fwd, &q, opts).unwrap();
         assert!(g.dq.iter().chain(&g.dk).chain(&g.dv).all(|&x| x == 0.0));
-        let split = flagattention::flash_attention_split_kv(&q, &k, &k, opts, 3).unwrap();
+        let split = flagattention::flash_attention_split_kv(&q, &k, &k, opts, Some(3)).unwrap();
         assert_eq!(split.o, fwd.o);
         let p = flagattention::piecewise_attention(&q, &k, &q, &k, &k, 2, opts).unwrap();
         let pg = flagattention::piecewise_attention_backward(&q, &k, &q, &k, &k, &p, &q, 2, opts)
