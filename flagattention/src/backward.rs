@@ -62,16 +62,16 @@ pub(crate) fn backward<T: Float>(
     let Dims { b, hq, hk, m, n, d } = dims;
     expect("d_o", d_o, &[b, hq, m, d])?;
     if fwd.opts != opts {
-        return Err(crate::Error::Shape {
-            arg: "opts",
-            message: format!("{opts:?} differ from the forward's {:?}", fwd.opts),
-        });
+        return Err(crate::Error::shape(
+            "opts",
+            format!("{opts:?} differ from the forward's {:?}", fwd.opts),
+        ));
     }
     if fwd.dims != dims || fwd.o.len() != b * hq * m * d || fwd.lse.len() != b * hq * m {
-        return Err(crate::Error::Shape {
-            arg: "fwd",
-            message: "the forward outputs are of another problem".into(),
-        });
+        return Err(crate::Error::shape(
+            "fwd",
+            "the forward outputs are of another problem",
+        ));
     }
     let zero = T::from_f32(0.0);
     let mut dqs = vec![vec![zero; b * hq * m * d]; pairs.len()];

@@ -16,4 +16,14 @@ pub enum Error {
     Heads { hq: usize, hk: usize },
 }
 
+impl Error {
+    /// A [`Error::Shape`] naming `arg`.
+    pub(crate) fn shape(arg: &'static str, message: impl Into<String>) -> Error {
+        Error::Shape {
+            arg,
+            message: message.into(),
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;

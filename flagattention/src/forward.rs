@@ -200,8 +200,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// The unscaled scores of keys `c0..c0 + c` (rows) against queries `r0..r0 + r`
-    /// (columns, packed per pair in `qt`) into `st` (row stride `ld`); `spare` holds the
-    /// second pair's where a block needs both.
+    /// (columns, packed per pair in `qt`) into `st` (row stride `ld`), and each query's
+    /// largest visible score merged into `top` (NaNs passed over); `spare` holds the second
+    /// pair's scores where a block needs both.
     #[allow(clippy::too_many_arguments)]
     fn scores_t(
         &self,
@@ -212,36 +213,40 @@ impl<'a> Ctx<'a> {
         (r0, r): (usize, usize),
         (c0, c): (usize, usize),
         qt: &[RhsT],
+        top: &mut [f32],
     ) {
-        let d = self.dims.d;
+        let Dims { m, n, d, .. } = self.dims;
         let product = |p: usize, out: &mut [f32]| {
-            matmul(
-                out,
-                ld,
-                c,
-                r,
-                d,
-                self.k[p].from(kv, c0),
-                qt[p].from(0, 0),
-                false,
-            )
+            let (a, b) = (self.k[p].from(kv, c0), qt[p].from(0, 0));
+            matmul(out, ld, c, r, d, a, b, false)
         };
-        let Some(band) = self.band else {
-            return product(0, st);
-        };
-        let (m, n) = (self.dims.m, self.dims.n);
-        let first = |j: usize| band.first_far_row(c0 + j, r0, r, m, n);
-        if first(0) >= r {
-            product(0, st);
-        } else if first(c - 1) == 0 {
-            product(1, st);
-        } else {
-            product(0, st);
-            product(1, spare);
-            let rows = st.chunks_mut(ld).zip(spare.chunks(ld)).take(c);
-            for (j, (row, far)) in rows.enumerate() {
-                row[first(j)..r].copy_from_slice(&far[first(j)..r]);
+        let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, self.opts.causal);
+        match self.band {
+            // Every score visible: the maxima come from the product's registers.
+            None if first(c - 1) == 0 => {
+                let (a, b) = (self.k[0].from(kv, c0), qt[0].from(0, 0));
+                return matmul_colmax(st, ld, c, r, d, a, b, top);
             }
+            None => product(0, st),
+            Some(band) => {
+                let far = |j: usize| band.first_far_row(c0 + j, r0, r, m, n);
+                if far(0) >= r {
+                    product(0, st);
+                } else if far(c - 1) == 0 {
+                    product(1, st);
+                } else {
+                    product(0, st);
+                    product(1, spare);
+                    let rows = st.chunks_mut(ld).zip(spare.chunks(ld)).take(c);
+                    for (j, (row, other)) in rows.enumerate() {
+                        row[far(j)..r].copy_from_slice(&other[far(j)..r]);
+                    }
+                }
+            }
+        }
+        for (j, row) in st.chunks_exact(ld).enumerate() {
+            let f = first(j);
+            max_into(&mut top[f..], &row[f..r]);
         }
     }
 
@@ -284,20 +289,9 @@ impl<'a> Ctx<'a> {
         while c0 < reach(r0, r, m, n, opts.causal).min(keys.end) {
             let c = kb.min(keys.end - c0);
             let st = &mut st[..c * ld];
-            let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
             block_max.fill(f32::NEG_INFINITY);
-            if self.band.is_none() && first(c - 1) == 0 {
-                // Every score of the block is visible: its column maxima come from the
-                // product's registers.
-                let (a, b) = (self.k[0].from(kv, c0), qt[0].from(0, 0));
-                matmul_colmax(st, ld, c, r, d, a, b, &mut block_max);
-            } else {
-                self.scores_t(st, &mut spare, ld, kv, (r0, r), (c0, c), &qt);
-                for (j, row) in st.chunks_exact(ld).enumerate() {
-                    let f = first(j);
-                    max_into(&mut block_max[f..], &row[f..r]);
-                }
-            }
+            let (rows, cols) = ((r0, r), (c0, c));
+            self.scores_t(st, &mut spare, ld, kv, rows, cols, &qt, &mut block_max);
             // The scale is positive, so the largest score scales to the largest.
             for i in 0..r {
                 let new_max = row_max[i].max(block_max[i] * opts.sm_scale);
@@ -308,6 +302,7 @@ impl<'a> Ctx<'a> {
                 row_max[i] = new_max;
             }
             block_sum.fill(0.0);
+            let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, opts.causal);
             for (j, row) in st.chunks_exact_mut(ld).enumerate() {
                 let (f, row) = (first(j), &mut row[..r]);
                 row[..f].fill(0.0);

@@ -8,21 +8,11 @@
 //! (sequence, key head) and reads every key and value row once for the group's query heads.
 
 use crate::dtype::Float;
+use crate::shape::{heads_and_scale, sizes};
 use crate::vexp::dot;
 use crate::{Error, Result};
-use flagcore::{Element, TensorView};
+use flagcore::TensorView;
 use rayon::prelude::*;
-
-fn shape<const R: usize, T: Element>(
-    arg: &'static str,
-    v: &TensorView<'_, T>,
-    what: &str,
-) -> Result<[usize; R]> {
-    <[usize; R]>::try_from(v.shape()).map_err(|_| Error::Shape {
-        arg,
-        message: format!("expected {what}, got {:?}", v.shape()),
-    })
-}
 
 /// Row `idx` (all indices but the last) of a view, as f32.
 fn row<T: Float>(v: &TensorView<'_, T>, idx: &[usize], out: &mut [f32]) {
@@ -48,77 +38,66 @@ pub fn paged_attention<T: Float>(
     block_tables: &TensorView<'_, i32>,
     sm_scale: f32,
 ) -> Result<Vec<T>> {
-    let [b, hq, d] = shape("query", query, "(batch, heads, head dim)")?;
+    let [b, hq, d] = sizes("query", query, "(batch, heads, head dim)")?;
     let cache = "(blocks, heads, block size, head dim)";
-    let [blocks, hk, bs, kd] = shape("key_cache", key_cache, cache)?;
+    let [blocks, hk, bs, kd] = sizes("key_cache", key_cache, cache)?;
     if value_cache.shape() != key_cache.shape() {
-        return Err(Error::Shape {
-            arg: "value_cache",
-            message: format!("shape {:?} differs from key_cache's", value_cache.shape()),
-        });
+        return Err(Error::shape(
+            "value_cache",
+            format!("shape {:?} differs from key_cache's", value_cache.shape()),
+        ));
     }
     if kd != d {
-        return Err(Error::Shape {
-            arg: "key_cache",
-            message: format!("head dim {kd} differs from the query's {d}"),
-        });
+        return Err(Error::shape(
+            "key_cache",
+            format!("head dim {kd} differs from the query's {d}"),
+        ));
     }
-    if !(16..=256).contains(&d) {
-        return Err(Error::HeadDim(d));
-    }
-    if hq == 0 || hk == 0 || hq % hk != 0 {
-        return Err(Error::Heads { hq, hk });
-    }
+    heads_and_scale(d, hq, hk, sm_scale)?;
     if bs == 0 {
-        return Err(Error::Shape {
-            arg: "key_cache",
-            message: "the block size is 0".into(),
-        });
+        return Err(Error::shape("key_cache", "the block size is 0"));
     }
-    if !(sm_scale.is_finite() && sm_scale > 0.0) {
-        return Err(Error::Scale(sm_scale));
-    }
-    let [tb, max_blocks] = shape("block_tables", block_tables, "(batch, max blocks)")?;
+    let [tb, max_blocks] = sizes("block_tables", block_tables, "(batch, max blocks)")?;
     let Some(capacity) = max_blocks.checked_mul(bs) else {
-        return Err(Error::Shape {
-            arg: "block_tables",
-            message: format!("{max_blocks} blocks of {bs} overflow"),
-        });
+        return Err(Error::shape(
+            "block_tables",
+            format!("{max_blocks} blocks of {bs} overflow"),
+        ));
     };
-    let [lb] = shape("context_lens", context_lens, "(batch)")?;
+    let [lb] = sizes("context_lens", context_lens, "(batch)")?;
     if tb != b || lb != b {
-        return Err(Error::Shape {
-            arg: if tb != b {
+        return Err(Error::shape(
+            if tb != b {
                 "block_tables"
             } else {
                 "context_lens"
             },
-            message: format!(
+            format!(
                 "batch {} differs from the query's {b}",
                 if tb != b { tb } else { lb }
             ),
-        });
+        ));
     }
     // Every block a sequence uses must exist: checked up front, so no task can fail.
     let mut lens = Vec::with_capacity(b);
     for s in 0..b {
         let len = context_lens.get(&[s]).unwrap_or(0);
         if len < 0 || len as usize > capacity {
-            return Err(Error::Shape {
-                arg: "context_lens",
-                message: format!(
+            return Err(Error::shape(
+                "context_lens",
+                format!(
                     "sequence {s} has length {len}, outside 0..={} (max blocks × block size)",
                     max_blocks * bs
                 ),
-            });
+            ));
         }
         for j in 0..(len as usize).div_ceil(bs) {
             let blk = block_tables.get(&[s, j]).unwrap_or(-1);
             if blk < 0 || blk as usize >= blocks {
-                return Err(Error::Shape {
-                    arg: "block_tables",
-                    message: format!("sequence {s}, entry {j}: block {blk} is not in 0..{blocks}"),
-                });
+                return Err(Error::shape(
+                    "block_tables",
+                    format!("sequence {s}, entry {j}: block {blk} is not in 0..{blocks}"),
+                ));
             }
         }
         lens.push(len as usize);

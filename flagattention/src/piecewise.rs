@@ -35,10 +35,10 @@ fn dims<T: Float>(
     let dims = check(q1, k1, v, opts)?;
     for (arg, a, b) in [("q2", q2, q1), ("k2", k2, k1)] {
         if a.shape() != b.shape() {
-            return Err(Error::Shape {
+            return Err(Error::shape(
                 arg,
-                message: format!("shape {:?} differs from {:?}", a.shape(), b.shape()),
-            });
+                format!("shape {:?} differs from {:?}", a.shape(), b.shape()),
+            ));
         }
     }
     Ok(dims)

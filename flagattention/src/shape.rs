@@ -26,14 +26,32 @@ impl Dims {
     }
 }
 
+/// `v`'s shape as exactly R sizes; `what` names them for the error.
+pub(crate) fn sizes<const R: usize, T: Element>(
+    arg: &'static str,
+    v: &TensorView<'_, T>,
+    what: &str,
+) -> Result<[usize; R]> {
+    <[usize; R]>::try_from(v.shape())
+        .map_err(|_| Error::shape(arg, format!("expected {what}, got {:?}", v.shape())))
+}
+
 fn four<T: Element>(arg: &'static str, v: &TensorView<'_, T>) -> Result<[usize; 4]> {
-    <[usize; 4]>::try_from(v.shape()).map_err(|_| Error::Shape {
-        arg,
-        message: format!(
-            "expected (batch, heads, length, head dim), got {:?}",
-            v.shape()
-        ),
-    })
+    sizes(arg, v, "(batch, heads, length, head dim)")
+}
+
+/// The checks every operator shares: head dim, head counts and scale.
+pub(crate) fn heads_and_scale(d: usize, hq: usize, hk: usize, sm_scale: f32) -> Result<()> {
+    if !(16..=256).contains(&d) {
+        return Err(Error::HeadDim(d));
+    }
+    if hq == 0 || hk == 0 || hq % hk != 0 {
+        return Err(Error::Heads { hq, hk });
+    }
+    if !(sm_scale.is_finite() && sm_scale > 0.0) {
+        return Err(Error::Scale(sm_scale));
+    }
+    Ok(())
 }
 
 /// Checks q (B, Hq, M, D), k and v (B, Hk, N, D) and the options.
@@ -47,24 +65,19 @@ pub fn check<T: Element>(
     let kk = four("k", k)?;
     let vv = four("v", v)?;
     if kk != vv {
-        return Err(Error::Shape {
-            arg: "v",
-            message: format!("shape {vv:?} differs from k's {kk:?}"),
-        });
+        return Err(Error::shape(
+            "v",
+            format!("shape {vv:?} differs from k's {kk:?}"),
+        ));
     }
     let [kb, hk, n, kd] = kk;
     if kb != b || kd != d {
-        return Err(Error::Shape {
-            arg: "k",
-            message: format!("shape {kk:?} does not fit q's {:?}", q.shape()),
-        });
+        return Err(Error::shape(
+            "k",
+            format!("shape {kk:?} does not fit q's {:?}", q.shape()),
+        ));
     }
-    if !(16..=256).contains(&d) {
-        return Err(Error::HeadDim(d));
-    }
-    if hq == 0 || hk == 0 || hq % hk != 0 {
-        return Err(Error::Heads { hq, hk });
-    }
+    heads_and_scale(d, hq, hk, opts.sm_scale)?;
     // Every buffer and every dropout counter position must be addressable: the views may
     // have zero strides, so their data can be far smaller than their shapes say.
     let fits = |dims: &[usize]| {
@@ -78,14 +91,11 @@ pub fn check<T: Element>(
         ("k", [b, hq, m, n]),
     ] {
         if !fits(&dims) {
-            return Err(Error::Shape {
+            return Err(Error::shape(
                 arg,
-                message: format!("{dims:?} is too large to address"),
-            });
+                format!("{dims:?} is too large to address"),
+            ));
         }
-    }
-    if !(opts.sm_scale.is_finite() && opts.sm_scale > 0.0) {
-        return Err(Error::Scale(opts.sm_scale));
     }
     if let Some(p) = opts.dropout.map(|d| d.p) {
         if !(0.0..1.0).contains(&p) {
@@ -98,10 +108,10 @@ pub fn check<T: Element>(
 /// Checks that `v` has exactly `shape`.
 pub fn expect<T: Element>(arg: &'static str, v: &TensorView<'_, T>, shape: &[usize]) -> Result<()> {
     if v.shape() != shape {
-        return Err(Error::Shape {
+        return Err(Error::shape(
             arg,
-            message: format!("expected shape {shape:?}, got {:?}", v.shape()),
-        });
+            format!("expected shape {shape:?}, got {:?}", v.shape()),
+        ));
     }
     Ok(())
 }

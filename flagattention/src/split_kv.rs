@@ -31,12 +31,7 @@ pub fn flash_attention_split_kv<T: Float>(
 ) -> Result<Attention<T>> {
     let dims = check(q, k, v, &opts)?;
     let splits = match splits {
-        Some(0) => {
-            return Err(Error::Shape {
-                arg: "splits",
-                message: "must be at least 1".into(),
-            })
-        }
+        Some(0) => return Err(Error::shape("splits", "must be at least 1")),
         Some(s) => s,
         None => default_splits(dims, opts),
     };
