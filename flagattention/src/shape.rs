@@ -45,7 +45,7 @@ pub(crate) fn heads_and_scale(d: usize, hq: usize, hk: usize, sm_scale: f32) -> 
     if !(16..=256).contains(&d) {
         return Err(Error::HeadDim(d));
     }
-    if hq == 0 || hk == 0 || hq % hk != 0 {
+    if hq == 0 || hk == 0 || !hq.is_multiple_of(hk) {
         return Err(Error::Heads { hq, hk });
     }
     if !(sm_scale.is_finite() && sm_scale > 0.0) {
