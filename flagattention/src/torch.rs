@@ -56,6 +56,52 @@ pub fn flash_attention_backward(
     ))
 }
 
+/// [`crate::flash_attention_split_kv`] on tensors.
+pub fn flash_attention_split_kv(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: Options,
+    splits: Option<usize>,
+) -> Result<Forward> {
+    let (h, kind) = hosts(["q", "k", "v"], [q, k, v])?;
+    let [q, k, v] = views(&h, ["q", "k", "v"])?;
+    let out = crate::flash_attention_split_kv(&q, &k, &v, opts, splits)?;
+    Ok(outputs(out, &h[0].1, kind))
+}
+
+/// [`crate::paged_attention`] on tensors: `context_lens` and `block_tables` of any integer
+/// kind; the output has the query's shape and kind.
+pub fn paged_attention(
+    query: &Tensor,
+    key_cache: &Tensor,
+    value_cache: &Tensor,
+    context_lens: &Tensor,
+    block_tables: &Tensor,
+    sm_scale: f32,
+) -> Result<Tensor> {
+    let names = ["query", "key_cache", "value_cache"];
+    let (h, kind) = hosts(names, [query, key_cache, value_cache])?;
+    let [query, key_cache, value_cache] = views(&h, names)?;
+    let (lens, lens_shape) = host_i32("context_lens", context_lens)?;
+    let (tables, tables_shape) = host_i32("block_tables", block_tables)?;
+    let view = |arg, data, shape| {
+        TensorView::from_slice(data, shape).map_err(|e| Error::Tensor {
+            arg,
+            message: format!("{e}"),
+        })
+    };
+    let out = crate::paged_attention(
+        &query,
+        &key_cache,
+        &value_cache,
+        &view("context_lens", &lens[..], &lens_shape[..])?,
+        &view("block_tables", &tables[..], &tables_shape[..])?,
+        sm_scale,
+    )?;
+    Ok(tensor(&out, &h[0].1, kind))
+}
+
 /// [`crate::piecewise_attention`] on tensors.
 pub fn piecewise_attention(
     q1: &Tensor,
@@ -115,8 +161,12 @@ pub fn piecewise_attention_backward(
 /// A tensor's values as f32, and its shape.
 type Host = (Vec<f32>, Vec<usize>);
 
-/// A CPU tensor's values as f32, with its shape.
-fn host(arg: &'static str, t: &Tensor) -> Result<Host> {
+/// A CPU tensor's values converted to `kind` (`E`'s), with its shape.
+fn copy_out<E: tch::kind::Element>(
+    arg: &'static str,
+    t: &Tensor,
+    kind: Kind,
+) -> Result<(Vec<E>, Vec<usize>)> {
     if t.device() != Device::Cpu {
         return Err(Error::Tensor {
             arg,
@@ -128,14 +178,30 @@ fn host(arg: &'static str, t: &Tensor) -> Result<Host> {
         message: e.to_string(),
     };
     let t = t
-        .f_to_kind(Kind::Float)
+        .f_to_kind(kind)
         .and_then(|t| t.f_contiguous())
         .map_err(failed)?;
     let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
     let numel = t.numel();
-    let mut data = vec![0f32; numel];
+    let mut data = vec![E::ZERO; numel];
     t.f_copy_data(&mut data, numel).map_err(failed)?;
     Ok((data, shape))
+}
+
+/// A CPU tensor's values as f32, with its shape.
+fn host(arg: &'static str, t: &Tensor) -> Result<Host> {
+    copy_out(arg, t, Kind::Float)
+}
+
+/// An integer CPU tensor's values as i32, with its shape.
+fn host_i32(arg: &'static str, t: &Tensor) -> Result<(Vec<i32>, Vec<usize>)> {
+    if t.is_floating_point() {
+        return Err(Error::Tensor {
+            arg,
+            message: format!("expected integers, got {:?}", t.kind()),
+        });
+    }
+    copy_out(arg, t, Kind::Int)
 }
 
 /// The tensors copied out, named by their arguments, and their common kind: f32, bf16 or

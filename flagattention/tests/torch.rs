@@ -287,3 +287,56 @@ fn piecewise_matches_libtorch_autograd() {
         }
     }
 }
+
+fn view<'a>(x: &'a [f32], shape: &[usize]) -> flagcore::TensorView<'a, f32> {
+    flagcore::TensorView::from_slice(x, shape).unwrap()
+}
+
+/// The decoding operators through the adapter give what the crate gives on the same values.
+#[test]
+fn decoding_through_the_adapter_equals_the_crate() {
+    tch::manual_seed(4);
+    let randn = |shape: &[i64]| Tensor::randn(shape, (Kind::Float, Device::Cpu));
+    let (q, k, v) = (
+        randn(&[1, 4, 2, 32]),
+        randn(&[1, 2, 700, 32]),
+        randn(&[1, 2, 700, 32]),
+    );
+    let opts = Options {
+        causal: true,
+        ..Options::new(32)
+    };
+    let ours = fa::flash_attention_split_kv(&q, &k, &v, opts, Some(3)).unwrap();
+    let data = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+    let (qd, kd, vd) = (data(&q), data(&k), data(&v));
+    let direct = flagattention::flash_attention_split_kv(
+        &view(&qd, &[1, 4, 2, 32]),
+        &view(&kd, &[1, 2, 700, 32]),
+        &view(&vd, &[1, 2, 700, 32]),
+        opts,
+        Some(3),
+    )
+    .unwrap();
+    assert_eq!(data(&ours.o), direct.o);
+    assert_eq!(data(&ours.lse), direct.lse);
+    // Paged: 3 sequences over a cache of 6 blocks of 16.
+    let query = randn(&[3, 4, 32]);
+    let cache = randn(&[6, 2, 16, 32]);
+    let lens = Tensor::from_slice(&[20i64, 0, 33]);
+    let tables = Tensor::from_slice(&[5i64, 2, 0, 1, 3, 4, 4, 0, 1]).view([3, 3]);
+    let paged = fa::paged_attention(&query, &cache, &cache, &lens, &tables, 0.2).unwrap();
+    let (qd, cd) = (data(&query), data(&cache));
+    let direct = flagattention::paged_attention(
+        &view(&qd, &[3, 4, 32]),
+        &view(&cd, &[6, 2, 16, 32]),
+        &view(&cd, &[6, 2, 16, 32]),
+        &flagcore::TensorView::from_slice(&[20i32, 0, 33], &[3]).unwrap(),
+        &flagcore::TensorView::from_slice(&[5i32, 2, 0, 1, 3, 4, 4, 0, 1], &[3, 3]).unwrap(),
+        0.2,
+    )
+    .unwrap();
+    assert_eq!(paged.size(), [3, 4, 32]);
+    assert_eq!(data(&paged), direct);
+    let e = fa::paged_attention(&query, &cache, &cache, &query, &tables, 0.2).unwrap_err();
+    assert!(e.to_string().starts_with("`context_lens`"), "{e}");
+}
