@@ -94,11 +94,8 @@ pub(crate) fn backward<T: Float>(
                 *x = dot(&dor[i * d..(i + 1) * d], &row);
             }
         });
-    let rows: Vec<_> = pairs
-        .iter()
-        .map(|(q, k)| (pack::rows(*q), pack::rows(*k)))
-        .collect();
-    let refs: Vec<(&[f32], &[f32])> = rows.iter().map(|(q, k)| (&q[..], &k[..])).collect();
+    let rows = pack::pair_rows(pairs);
+    let refs = pack::pair_slices(&rows);
     let ctx = Ctx {
         scores: Scores::new(dims, opts, &refs, band),
         q: refs.iter().map(|p| RhsPack::new(p.0, m, d)).collect(),

@@ -85,11 +85,8 @@ pub(crate) fn forward<T: Float>(
     let Dims { b, hq, m, n, d, .. } = dims;
     let mut o = vec![T::from_f32(0.0); b * hq * m * d];
     let mut lse = vec![f32::NEG_INFINITY; b * hq * m];
-    let rows: Vec<_> = pairs
-        .iter()
-        .map(|(q, k)| (pack::rows(*q), pack::rows(*k)))
-        .collect();
-    let refs: Vec<(&[f32], &[f32])> = rows.iter().map(|(q, k)| (&q[..], &k[..])).collect();
+    let rows = pack::pair_rows(pairs);
+    let refs = pack::pair_slices(&rows);
     if m > 0 && n > 0 {
         let ctx = Ctx::new(dims, opts, &refs, band, &pack::rows(v));
         let qb = query_block(opts);

@@ -37,6 +37,18 @@ pub(crate) fn rows<'a, T: Float>(v: &TensorView<'a, T>) -> Rows<'a> {
     Rows::Copied(copy(v))
 }
 
+/// Each (q, k) score pair's rows.
+pub(crate) fn pair_rows<'a, T: Float>(
+    pairs: &[(&TensorView<'a, T>, &TensorView<'a, T>)],
+) -> Vec<(Rows<'a>, Rows<'a>)> {
+    pairs.iter().map(|(q, k)| (rows(*q), rows(*k))).collect()
+}
+
+/// [`pair_rows`] as slices, as the score routines take them.
+pub(crate) fn pair_slices<'b>(pairs: &'b [(Rows<'_>, Rows<'_>)]) -> Vec<(&'b [f32], &'b [f32])> {
+    pairs.iter().map(|(q, k)| (&q[..], &k[..])).collect()
+}
+
 fn copy<T: Float>(v: &TensorView<'_, T>) -> Buf {
     let (sh, s) = (v.shape(), v.strides());
     let (heads, t, d) = (sh[1], sh[2], sh[3]);

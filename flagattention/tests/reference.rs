@@ -62,6 +62,11 @@ struct Shape {
     d: usize,
 }
 
+/// (B, Hq, Hk, M, N, D).
+const fn shape(b: usize, hq: usize, hk: usize, m: usize, n: usize, d: usize) -> Shape {
+    Shape { b, hq, hk, m, n, d }
+}
+
 /// The naive formula in `T`: o, lse, dq, dk, dv, total attention (row-major, as f64), with
 /// `drop`'s mask (survivors scaled by 1 / (1 − p)) applied to the probabilities.
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -256,38 +261,10 @@ fn check(s: Shape, causal: bool, std: f64, seed: u64, drop: Option<Dropout>) {
 #[test]
 fn awkward_shapes_match_the_reference() {
     let shapes = [
-        Shape {
-            b: 1,
-            hq: 2,
-            hk: 1,
-            m: 219,
-            n: 220,
-            d: 16,
-        },
-        Shape {
-            b: 2,
-            hq: 4,
-            hk: 2,
-            m: 101,
-            n: 333,
-            d: 64,
-        },
-        Shape {
-            b: 1,
-            hq: 2,
-            hk: 2,
-            m: 130,
-            n: 10,
-            d: 128,
-        },
-        Shape {
-            b: 1,
-            hq: 3,
-            hk: 1,
-            m: 67,
-            n: 67,
-            d: 40,
-        },
+        shape(1, 2, 1, 219, 220, 16),
+        shape(2, 4, 2, 101, 333, 64),
+        shape(1, 2, 2, 130, 10, 128),
+        shape(1, 3, 1, 67, 67, 40),
     ];
     for (i, s) in shapes.iter().enumerate() {
         for causal in [false, true] {
@@ -338,30 +315,9 @@ fn bad_arguments_are_typed_errors() {
 #[test]
 fn the_issues_larger_shapes_match_the_reference() {
     let shapes = [
-        Shape {
-            b: 2,
-            hq: 4,
-            hk: 4,
-            m: 512,
-            n: 612,
-            d: 128,
-        },
-        Shape {
-            b: 1,
-            hq: 2,
-            hk: 1,
-            m: 819,
-            n: 820,
-            d: 16,
-        },
-        Shape {
-            b: 1,
-            hq: 4,
-            hk: 2,
-            m: 401,
-            n: 1024,
-            d: 64,
-        },
+        shape(2, 4, 4, 512, 612, 128),
+        shape(1, 2, 1, 819, 820, 16),
+        shape(1, 4, 2, 401, 1024, 64),
     ];
     for (i, s) in shapes.iter().enumerate() {
         check(*s, i % 2 == 0, 4.0 - i as f64, 100 + i as u64, None);
@@ -372,14 +328,7 @@ fn the_issues_larger_shapes_match_the_reference() {
 /// [`Dropout::keeps`] element by element), GQA and causal included.
 #[test]
 fn dropout_matches_the_reference_with_the_same_mask() {
-    let s = Shape {
-        b: 2,
-        hq: 4,
-        hk: 2,
-        m: 150,
-        n: 230,
-        d: 32,
-    };
+    let s = shape(2, 4, 2, 150, 230, 32);
     for (i, causal) in [false, true].into_iter().enumerate() {
         let drop = Dropout {
             p: 0.3,
@@ -434,14 +383,7 @@ fn tv4(x: &[f32], s: Shape, h: usize, len: usize) -> TensorView<'_, f32> {
 /// forward agree with the naive f64 backward (the derivation) and with ours.
 #[test]
 fn gradients_match_finite_differences() {
-    let s = Shape {
-        b: 1,
-        hq: 2,
-        hk: 1,
-        m: 5,
-        n: 7,
-        d: 16,
-    };
+    let s = shape(1, 2, 1, 5, 7, 16);
     for causal in [false, true] {
         let mut rng = Rng::new(77 + causal as u64);
         let len_q = s.b * s.hq * s.m * s.d;
@@ -503,14 +445,7 @@ fn gradients_match_finite_differences() {
 /// positions) and not, GQA.
 #[test]
 fn split_kv_matches_the_reference() {
-    let s = Shape {
-        b: 2,
-        hq: 4,
-        hk: 1,
-        m: 3,
-        n: 2100,
-        d: 64,
-    };
+    let s = shape(2, 4, 1, 3, 2100, 64);
     let Shape { b, hq, hk, m, n, d } = s;
     let mut rng = Rng::new(31);
     let q = normal(&mut rng, b * hq * m * d, 2.0);
@@ -705,14 +640,7 @@ fn empty_problems_are_answered_and_no_heads_refused() {
 /// causal, dropout and GQA on; the unused pair's gradients are zero.
 #[test]
 fn piecewise_with_one_side_of_the_band_is_plain_attention() {
-    let s = Shape {
-        b: 1,
-        hq: 4,
-        hk: 2,
-        m: 150,
-        n: 230,
-        d: 32,
-    };
+    let s = shape(1, 4, 2, 150, 230, 32);
     let mut rng = Rng::new(91);
     let (lq, lk) = (s.b * s.hq * s.m * s.d, s.b * s.hk * s.n * s.d);
     let xs: Vec<Vec<f32>> = [lq, lk, lq, lk, lk, lq]
@@ -765,14 +693,7 @@ fn piecewise_with_one_side_of_the_band_is_plain_attention() {
 /// formula), and only those.
 #[test]
 fn nan_inputs_propagate() {
-    let s = Shape {
-        b: 1,
-        hq: 1,
-        hk: 1,
-        m: 40,
-        n: 50,
-        d: 16,
-    };
+    let s = shape(1, 1, 1, 40, 50, 16);
     let mut rng = Rng::new(3);
     let mut q = normal(&mut rng, s.m * s.d, 1.0);
     let k = normal(&mut rng, s.n * s.d, 1.0);

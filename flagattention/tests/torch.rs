@@ -17,6 +17,11 @@ struct Shape {
     d: i64,
 }
 
+/// (B, Hq, Hk, M, N, D).
+const fn shape(b: i64, hq: i64, hk: i64, m: i64, n: i64, d: i64) -> Shape {
+    Shape { b, hq, hk, m, n, d }
+}
+
 /// The naive formula in `kind` — FlagAttention's own reference — on `inputs` = the score
 /// pairs' (q, k) (one pair; two for piecewise attention, whose scaled scores are
 /// `where(i + N − M − j ≥ threshold, q2·k2, q1·k1)`), then v and do: o, lse, each pair's dq
@@ -154,38 +159,10 @@ fn check(
 }
 
 const SHAPES: [Shape; 4] = [
-    Shape {
-        b: 2,
-        hq: 4,
-        hk: 4,
-        m: 512,
-        n: 612,
-        d: 128,
-    },
-    Shape {
-        b: 2,
-        hq: 4,
-        hk: 2,
-        m: 401,
-        n: 4096,
-        d: 64,
-    },
-    Shape {
-        b: 1,
-        hq: 2,
-        hk: 1,
-        m: 819,
-        n: 820,
-        d: 16,
-    },
-    Shape {
-        b: 2,
-        hq: 4,
-        hk: 4,
-        m: 1006,
-        n: 10,
-        d: 128,
-    },
+    shape(2, 4, 4, 512, 612, 128),
+    shape(2, 4, 2, 401, 4096, 64),
+    shape(1, 2, 1, 819, 820, 16),
+    shape(2, 4, 4, 1006, 10, 128),
 ];
 
 fn all_shapes(kind: Kind) {
@@ -233,50 +210,10 @@ fn bad_tensors_are_typed_errors() {
 #[test]
 fn piecewise_matches_libtorch_autograd() {
     let cases = [
-        (
-            Shape {
-                b: 2,
-                hq: 4,
-                hk: 4,
-                m: 512,
-                n: 612,
-                d: 128,
-            },
-            100,
-        ),
-        (
-            Shape {
-                b: 1,
-                hq: 2,
-                hk: 1,
-                m: 819,
-                n: 820,
-                d: 16,
-            },
-            300,
-        ),
-        (
-            Shape {
-                b: 1,
-                hq: 4,
-                hk: 2,
-                m: 300,
-                n: 200,
-                d: 64,
-            },
-            -20,
-        ),
-        (
-            Shape {
-                b: 2,
-                hq: 2,
-                hk: 2,
-                m: 1006,
-                n: 10,
-                d: 32,
-            },
-            3,
-        ),
+        (shape(2, 4, 4, 512, 612, 128), 100),
+        (shape(1, 2, 1, 819, 820, 16), 300),
+        (shape(1, 4, 2, 300, 200, 64), -20),
+        (shape(2, 2, 2, 1006, 10, 32), 3),
     ];
     for (i, (s, threshold)) in cases.into_iter().enumerate() {
         for kind in [Kind::Float, Kind::BFloat16, Kind::Half] {
