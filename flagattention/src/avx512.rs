@@ -81,7 +81,7 @@ pub(crate) unsafe fn matmul(
 
 /// The mask of the first `n` (≤ 16) lanes.
 #[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
+pub(crate) fn lanes(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 

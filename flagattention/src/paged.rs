@@ -4,12 +4,13 @@
 //! query row per sequence attends to its first `context_len` positions; forward only.
 //!
 //! Arguments and layouts as FlagAttention's: query (B, Hq, D); key_cache and value_cache
-//! (num_blocks, Hk, block_size, D); context_lens (B) i32; block_tables (B, max_blocks) i32. Each task owns a
-//! (sequence, key head) and reads every key and value row once for the group's query heads.
+//! (num_blocks, Hk, block_size, D); context_lens (B) i32; block_tables (B, max_blocks) i32.
+//! Each task owns a (sequence, key head) and reads every key and value row once for the
+//! group's query heads.
 
 use crate::dtype::Float;
 use crate::shape::{heads_and_scale, sizes};
-use crate::vexp::dot;
+use crate::vexp::{dot, exp_affine};
 use crate::{Error, Result};
 use flagcore::TensorView;
 use rayon::prelude::*;
@@ -134,12 +135,7 @@ pub fn paged_attention<T: Float>(
                     let top = sc.iter().copied().fold(mx[h], f32::max);
                     alpha[h] = (mx[h] - top).exp();
                     mx[h] = top;
-                    let mut block_sum = 0.0;
-                    sc.iter_mut().for_each(|x| {
-                        *x = (*x - top).exp();
-                        block_sum += *x;
-                    });
-                    sum[h] = sum[h] * alpha[h] + block_sum;
+                    sum[h] = sum[h] * alpha[h] + exp_affine(sc, 1.0, -top);
                 }
                 part.fill(0.0);
                 for t in 0..n {

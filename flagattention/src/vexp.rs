@@ -77,6 +77,7 @@ fn portable<const FMA: bool>(xs: &mut [f32], a: f32, b: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+    use crate::avx512::lanes;
     use std::arch::x86_64::*;
 
     /// e^x in 16 lanes; x is clamped below at −87 (far below, r = x − n·ln 2 would keep no
@@ -96,10 +97,6 @@ mod avx512 {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
         _mm512_scalef_ps(p, n)
-    }
-
-    fn lanes(n: usize) -> __mmask16 {
-        ((1u32 << n) - 1) as __mmask16
     }
 
     /// # Safety
