@@ -130,6 +130,18 @@ impl Weights {
 /// with the attention mask (1 for tokens, 0 for padding).
 pub fn pad_rows(rows: &[&[u32]], fill: i64, device: tch::Device) -> (Tensor, Tensor) {
     let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+    pad_rows_to(rows, fill, device, width)
+}
+
+/// [`pad_rows`] to `width` columns (at least the longest row).
+pub fn pad_rows_to(
+    rows: &[&[u32]],
+    fill: i64,
+    device: tch::Device,
+    width: usize,
+) -> (Tensor, Tensor) {
+    let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+    let width = width.max(longest);
     let mut flat = Vec::with_capacity(rows.len() * width);
     let mut mask = Vec::with_capacity(rows.len() * width);
     for r in rows {

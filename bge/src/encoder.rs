@@ -122,7 +122,16 @@ impl Encoder {
     /// model's device.
     pub fn batch(&self, rows: &[&[u32]]) -> (Tensor, Tensor) {
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
-        crate::bert::pad_rows(rows, pad, self.bert.device())
+        let device = self.bert.device();
+        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+        // On CUDA, libtorch's attention plans a kernel per sequence length the first time it
+        // meets it (seconds over a corpus of varied lengths): widths in steps of 16 bound how
+        // many there are. The padding is masked, so the results are the same.
+        let width = match device {
+            tch::Device::Cuda(_) => longest.next_multiple_of(16).min(self.max_length),
+            _ => longest,
+        };
+        crate::bert::pad_rows_to(rows, pad, device, width)
     }
 
     /// Pooled f32 embeddings (B, hidden) of a batch from [`Encoder::batch`]; with `train`,

@@ -114,3 +114,29 @@ fn bf16_weights_stay_close_to_f32() {
         assert!(cos > 0.99, "bf16 vs f32 cosine {cos}");
     }
 }
+
+/// Padding past the longest text (what batches on CUDA carry, widths in steps of 16) is
+/// masked: the embeddings are those of the batch padded to its longest only.
+#[test]
+fn extra_padding_leaves_embeddings_unchanged() {
+    let Some(model_dir) = common::minilm() else {
+        return;
+    };
+    let enc = bge::Encoder::load(&model_dir, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    let ids = enc.tokenize(&sentences()[..8]).unwrap();
+    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let longest = rows.iter().map(|r| r.len()).max().unwrap();
+    let embed = |width: usize| {
+        let (i, m) = bge::bert::pad_rows_to(&rows, 0, tch::Device::Cpu, width);
+        assert_eq!(i.size()[1] as usize, width.max(longest));
+        let e = tch::no_grad(|| enc.embed(&i, &m, true, false)).unwrap();
+        Vec::<f32>::try_from(e.flatten(0, -1)).unwrap()
+    };
+    let (tight, wide) = (embed(0), embed(longest.next_multiple_of(16) + 16));
+    let worst = tight
+        .iter()
+        .zip(&wide)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "extra padding moved an embedding by {worst}");
+}
