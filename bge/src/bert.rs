@@ -129,8 +129,7 @@ impl Weights {
 /// Rows of token ids padded with `fill` to the longest (at least 1) as (B, T) i64 on `device`,
 /// with the attention mask (1 for tokens, 0 for padding).
 pub fn pad_rows(rows: &[&[u32]], fill: i64, device: tch::Device) -> (Tensor, Tensor) {
-    let width = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
-    pad_rows_to(rows, fill, device, width)
+    pad_rows_to(rows, fill, device, 1)
 }
 
 /// [`pad_rows`] to `width` columns (at least the longest row).

@@ -118,18 +118,20 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Token ids (B, T) padded to the longest row and the attention mask (B, T), on the
-    /// model's device.
+    /// Token ids (B, T) padded to the longest row (on CUDA, to a multiple of 16 within
+    /// `max_length`) and the attention mask (B, T), on the model's device.
     pub fn batch(&self, rows: &[&[u32]]) -> (Tensor, Tensor) {
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
         let device = self.bert.device();
-        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
-        // On CUDA, libtorch's attention plans a kernel per sequence length the first time it
-        // meets it (seconds over a corpus of varied lengths): widths in steps of 16 bound how
-        // many there are. The padding is masked, so the results are the same.
+        // On CUDA libtorch's attention most likely plans a kernel per new sequence length
+        // (bf16 encoding was 3× slower than f32 over varied lengths): widths in steps of 16
+        // bound how many there are. The padding is masked, so the results are the same.
         let width = match device {
-            tch::Device::Cuda(_) => longest.next_multiple_of(16).min(self.max_length),
-            _ => longest,
+            tch::Device::Cuda(_) => {
+                let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1);
+                longest.next_multiple_of(16).min(self.max_length)
+            }
+            _ => 1,
         };
         crate::bert::pad_rows_to(rows, pad, device, width)
     }
