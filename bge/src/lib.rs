@@ -11,6 +11,7 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod finetune;
+mod fused;
 pub mod m3;
 pub mod pooling;
 pub mod rerank;

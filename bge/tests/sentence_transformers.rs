@@ -66,33 +66,42 @@ fn minilm_matches_sentence_transformers() {
             .collect();
         assert_eq!(ours, &theirs, "sentence {i}");
     }
-    let got = enc.encode(&sentences()).unwrap();
-    assert_eq!(got.len(), want["embeddings"].as_array().unwrap().len());
-    let mut worst = 1f64;
-    for (i, (a, b)) in got
-        .iter()
-        .zip(want["embeddings"].as_array().unwrap())
-        .enumerate()
-    {
-        let b: Vec<f64> = b
-            .as_array()
-            .unwrap()
+    // One batch (libtorch's threads), and batches of two on the CPU workers (one thread
+    // each, the fused passes): both must match.
+    let mut enc = enc;
+    for batch_size in [32, 2] {
+        enc.batch_size = batch_size;
+        let got = enc.encode(&sentences()).unwrap();
+        assert_eq!(got.len(), want["embeddings"].as_array().unwrap().len());
+        let mut worst = 1f64;
+        for (i, (a, b)) in got
             .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        assert_eq!(a.len(), b.len());
-        let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * y).sum();
-        let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-        let cos = dot / (na * nb);
-        worst = worst.min(cos);
-        assert!(cos >= 0.99999, "sentence {i}: cosine {cos}");
-        assert!((na - 1.0).abs() < 1e-5, "normalised");
+            .zip(want["embeddings"].as_array().unwrap())
+            .enumerate()
+        {
+            let b: Vec<f64> = b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            assert_eq!(a.len(), b.len());
+            let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * y).sum();
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+            let cos = dot / (na * nb);
+            worst = worst.min(cos);
+            assert!(
+                cos >= 0.99999,
+                "batch size {batch_size}, sentence {i}: cosine {cos}"
+            );
+            assert!((na - 1.0).abs() < 1e-5, "normalised");
+        }
+        eprintln!(
+            "MiniLM vs sentence-transformers, batch size {batch_size}: {} sentences, worst cosine {worst:.8}",
+            got.len()
+        );
     }
-    eprintln!(
-        "MiniLM vs sentence-transformers: {} sentences, worst cosine {worst:.8}",
-        got.len()
-    );
 }
 
 #[test]

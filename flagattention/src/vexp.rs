@@ -148,8 +148,8 @@ unsafe fn avx2(xs: &mut [f32], a: f32, b: f32) -> f32 {
     portable::<true>(xs, a, b)
 }
 
-/// Every element x replaced by e^(a·x + b); returns their sum.
-pub(crate) fn exp_affine(xs: &mut [f32], a: f32, b: f32) -> f32 {
+/// Every element x replaced by e^(a·x + b) (within about 2 ulp); returns their sum.
+pub fn exp_affine(xs: &mut [f32], a: f32, b: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
