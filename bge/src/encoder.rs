@@ -209,16 +209,7 @@ impl Encoder {
 fn batch(bert: &Bert, max_length: usize, rows: &[&[u32]]) -> (Tensor, Tensor) {
     let pad = bert.config.pad_token_id.unwrap_or(0);
     let device = bert.device();
-    // On CUDA libtorch's attention most likely plans a kernel per new sequence length
-    // (bf16 encoding was 3× slower than f32 over varied lengths): widths in steps of 16
-    // bound how many there are. The padding is masked, so the results are the same.
-    let width = match device {
-        tch::Device::Cuda(_) => {
-            let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1);
-            longest.next_multiple_of(16).min(max_length)
-        }
-        _ => 1,
-    };
+    let width = crate::bert::batch_width(rows, device, max_length);
     crate::bert::pad_rows_to(rows, pad, device, width)
 }
 

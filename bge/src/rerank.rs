@@ -4,7 +4,7 @@
 //! (bge-reranker-base/-large/-v2-m3: dense → tanh → out_proj) and
 //! `BertForSequenceClassification` (pooler dense → tanh → classifier) are read by name.
 
-use crate::bert::{load_tensors, pad_rows, Bert};
+use crate::bert::{batch_width, load_tensors, pad_rows_to, Bert};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::{Error, Result};
@@ -183,10 +183,11 @@ impl Reranker {
         let mut out = vec![0f32; enc.len()];
         for chunk in order.chunks(self.batch_size.max(1)) {
             let ids: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].0.as_slice()).collect();
-            let (ids, mask) = pad_rows(&ids, pad, device);
+            let width = batch_width(&ids, device, self.max_length);
+            let (ids, mask) = pad_rows_to(&ids, pad, device, width);
             let types = if typed {
                 let rows: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].1.as_slice()).collect();
-                pad_rows(&rows, 0, device).0
+                pad_rows_to(&rows, 0, device, width).0
             } else {
                 ids.zeros_like()
             };

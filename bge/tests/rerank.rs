@@ -68,5 +68,31 @@ fn reranker_scores_match_transformers() {
                 assert!((*s as f64 - ws).abs() < 1e-6, "{name} sigmoid {s} vs {ws}");
             }
         }
+        // Padding past the longest pair (what batches on CUDA carry: widths in steps of 16,
+        // within max_length) is masked: the logits stay those of the tight batch.
+        let enc: Vec<(Vec<u32>, Vec<u32>)> = pairs
+            .iter()
+            .map(|(q, p)| rr.tokenize_pair(q, p).map(|(i, t, _)| (i, t)).unwrap())
+            .filter(|(i, _)| i.len() < rr.max_length)
+            .collect();
+        let ids: Vec<&[u32]> = enc.iter().map(|e| e.0.as_slice()).collect();
+        let types: Vec<&[u32]> = enc.iter().map(|e| e.1.as_slice()).collect();
+        let longest = ids.iter().map(|r| r.len()).max().unwrap();
+        let pad = rr.bert.config.pad_token_id.unwrap_or(0);
+        let logits = |width: usize| {
+            let (i, m) = bge::bert::pad_rows_to(&ids, pad, tch::Device::Cpu, width);
+            let t = bge::bert::pad_rows_to(&types, 0, tch::Device::Cpu, width).0;
+            let t = if rr.bert.config.type_vocab_size > 1 {
+                t
+            } else {
+                t.zeros_like()
+            };
+            Vec::<f32>::try_from(tch::no_grad(|| rr.logits(&i, &t, &m)).unwrap()).unwrap()
+        };
+        assert!(enc.len() >= 2, "{name}: pairs shorter than max_length");
+        let (tight, wide) = (logits(longest), logits(rr.max_length));
+        for (a, b) in tight.iter().zip(&wide) {
+            assert!((a - b).abs() < 1e-5, "{name}: padded logit {b} vs {a}");
+        }
     }
 }
