@@ -1,6 +1,7 @@
 //! XLM-RoBERTa (bge-m3's and BGE rerankers' architecture): a random-weight model saved by
 //! `transformers` (scripts/xlmr_reference.py) gives our encoder the same last hidden states
-//! on a padded batch within 1e-5 — RoBERTa's position ids from the padding index included.
+//! on a padded batch within 1e-5 — RoBERTa's position ids from the padding index included —
+//! on libtorch's threads and on one thread (where the forward takes its fused passes).
 //! Runs where `cargo xtask test` set FLAGOPEN_PYCHECK (transformers and torch).
 
 mod common;
@@ -13,20 +14,35 @@ fn random_xlm_roberta_matches_transformers() {
     let (ids, mask) = (common::int_rows(&r["ids"]), common::int_rows(&r["mask"]));
     let ids_t = tch::Tensor::from_slice(&ids).view([3, 7]);
     let mask_t = tch::Tensor::from_slice(&mask).view([3, 7]);
-    let h = tch::no_grad(|| bert.forward(&ids_t, &mask_t)).unwrap();
-    let mut worst = 0f64;
-    for b in 0..3 {
-        for t in 0..7 {
-            if mask[b * 7 + t] == 0 {
-                continue;
-            }
-            let want = r["hidden"][b][t].as_array().unwrap();
-            let got = Vec::<f32>::try_from(h.get(b as i64).get(t as i64)).unwrap();
-            for (g, w) in got.iter().zip(want) {
-                worst = worst.max((*g as f64 - w.as_f64().unwrap()).abs());
+    let threads = tch::get_num_threads();
+    let shared = bert.share();
+    let (i, m) = (ids_t.shallow_clone(), mask_t.shallow_clone());
+    let one_thread = std::thread::spawn(move || {
+        tch::set_num_threads(1);
+        tch::no_grad(|| shared.forward(&i, &m)).unwrap()
+    })
+    .join()
+    .unwrap();
+    tch::set_num_threads(threads);
+    let pooled = tch::no_grad(|| bert.forward(&ids_t, &mask_t)).unwrap();
+    for (name, h) in [
+        ("libtorch threads", pooled),
+        ("one thread, fused", one_thread),
+    ] {
+        let mut worst = 0f64;
+        for b in 0..3 {
+            for t in 0..7 {
+                if mask[b * 7 + t] == 0 {
+                    continue;
+                }
+                let want = r["hidden"][b][t].as_array().unwrap();
+                let got = Vec::<f32>::try_from(h.get(b as i64).get(t as i64)).unwrap();
+                for (g, w) in got.iter().zip(want) {
+                    worst = worst.max((*g as f64 - w.as_f64().unwrap()).abs());
+                }
             }
         }
+        eprintln!("XLM-R vs transformers ({name}): worst |difference| {worst:.2e}");
+        assert!(worst < 1e-5, "{name}: {worst}");
     }
-    eprintln!("XLM-R vs transformers: worst |difference| {worst:.2e}");
-    assert!(worst < 1e-5, "{worst}");
 }

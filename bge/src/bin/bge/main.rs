@@ -152,7 +152,26 @@ fn placement() -> (tch::Kind, tch::Device) {
         .unwrap_or((tch::Kind::Float, tch::Device::Cpu))
 }
 
+/// glibc's allocator hands blocks over its (adaptive) mmap threshold back to the kernel when
+/// freed and trims its heaps, so libtorch's per-layer activations are fresh pages each time:
+/// page faults and zeroing were 5-9 % of a CPU encode. Keeping freed memory for reuse makes
+/// encoding 4 % faster (f32 MiniLM on disfl_qa, 2 cores).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: plain calls with valid parameters, before any thread is started; a refused
+    // setting (return value 0) leaves glibc's default, which is still correct.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     flagcore::telemetry::exit_code(cli.log.init().map_err(anyhow::Error::from).and_then(|()| {
         let device = cli.device.resolve_tch().context("--device")?;
