@@ -350,29 +350,44 @@ impl Bert {
         }
     }
 
-    /// LayerNorm(x + down(GELU(up(x)))) of rows x (N, hidden) on the CPU, a block of rows at a
-    /// time: the block's (rows, intermediate) activation stays in cache between
-    /// the two products and the fused GELU, instead of a round trip through memory.
-    fn feed_forward_fused(&self, l: &Layer, x: &Tensor) -> Tensor {
+    /// The rest of a layer after attention, on the CPU, a block of rows at a time: with
+    /// y = LayerNorm(x + a·W_oᵀ + b_o + W_o·b_v), LayerNorm(y + down(GELU(up(y)))) for the
+    /// attention output a and the layer input x, rows (N, hidden). The block's y and its
+    /// (rows, intermediate) activation stay in cache between the products and the fused passes,
+    /// instead of a round trip through memory each.
+    fn after_attention_fused(&self, l: &Layer, a: &Tensor, x: &Tensor) -> Tensor {
         // Products of 1,024 rows run at MKL's full rate (one core, MiniLM's shapes: 205-211
         // GFLOP/s, against 180-198 for 256 rows); the block's activation (6 MiB in f32) still
         // stays in the last-level cache between the products and GELU.
         const ROWS: i64 = 1024;
         let n = x.size()[0];
         let out = x.empty_like();
-        let f = self.config.intermediate_size as i64;
-        let up = Tensor::empty([ROWS.min(n), f], (x.kind(), x.device()));
-        let (wu, wd) = (l.up.w.tr(), l.down.w.tr());
-        let (o, eps) = (&l.out_norm, self.config.layer_norm_eps);
+        let (h, f) = (
+            self.config.hidden_size as i64,
+            self.config.intermediate_size as i64,
+        );
+        let opts = (x.kind(), x.device());
+        let (y, up) = (
+            Tensor::empty([ROWS.min(n), h], opts),
+            Tensor::empty([ROWS.min(n), f], opts),
+        );
+        let (wo, wu, wd) = (l.attn_out.w.tr(), l.up.w.tr(), l.down.w.tr());
+        // b_o + W_o·b_v, in f32: the value bias carried through the projection (see forward_t).
+        let fl = |t: &Tensor| t.to_kind(Kind::Float);
+        let bo = fl(&l.attn_out.b) + fl(&l.attn_out.w).mv(&fl(&l.v.b));
+        let (an, on, eps) = (&l.attn_norm, &l.out_norm, self.config.layer_norm_eps);
         for start in (0..n).step_by(ROWS as usize) {
             let r = ROWS.min(n - start);
             let xs = x.narrow(0, start, r);
-            let mut h = up.narrow(0, 0, r);
-            let _ = xs.mm_out(&h, &wu);
-            crate::fused::bias_gelu_(&mut h, &l.up.b);
-            let mut ys = out.narrow(0, start, r);
-            let _ = h.mm_out(&ys, &wd);
-            crate::fused::bias_residual_norm_(&mut ys, &l.down.b, &xs, &o.w, &o.b, eps);
+            let mut ys = y.narrow(0, 0, r);
+            let _ = a.narrow(0, start, r).mm_out(&ys, &wo);
+            crate::fused::bias_residual_norm_(&mut ys, &bo, &xs, &an.w, &an.b, eps);
+            let mut hs = up.narrow(0, 0, r);
+            let _ = ys.mm_out(&hs, &wu);
+            crate::fused::bias_gelu_(&mut hs, &l.up.b);
+            let mut os = out.narrow(0, start, r);
+            let _ = hs.mm_out(&os, &wd);
+            crate::fused::bias_residual_norm_(&mut os, &l.down.b, &ys, &on.w, &on.b, eps);
         }
         out
     }
@@ -477,8 +492,8 @@ impl Bert {
                     // bias is added. The key's adds q·b_k to every score of a query, which
                     // softmax cancels; the value's adds b_v to every output row (each row's
                     // probabilities sum to 1), folded into the output projection's bias below.
-                    let y = x.matmul(&l.qkv.w.tr());
-                    let _ = y.narrow(2, 0, heads * d).g_add_(&l.q.b);
+                    let mut y = x.matmul(&l.qkv.w.tr());
+                    crate::fused::bias_lead_(&mut y, &l.q.b);
                     y
                 } else {
                     l.qkv.forward(&x)
@@ -500,15 +515,9 @@ impl Bert {
             .transpose(1, 2)
             .reshape([b, t, heads * d]);
             if fused {
-                let eps = self.config.layer_norm_eps;
-                let mut y = a.matmul(&l.attn_out.w.tr());
-                // b_o + W_o·b_v, in f32: the value bias carried through the projection.
-                let f = |t: &Tensor| t.to_kind(Kind::Float);
-                let bias = f(&l.attn_out.b) + f(&l.attn_out.w).mv(&f(&l.v.b));
-                let n = &l.attn_norm;
-                crate::fused::bias_residual_norm_(&mut y, &bias, &x, &n.w, &n.b, eps);
+                let rows = |y: &Tensor| y.view([b * t, -1]);
                 x = self
-                    .feed_forward_fused(l, &y.view([b * t, -1]))
+                    .after_attention_fused(l, &rows(&a), &rows(&x))
                     .view([b, t, -1]);
                 continue;
             }
