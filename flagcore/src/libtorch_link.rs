@@ -58,7 +58,11 @@ pub fn emit() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
+    // Run again once it appears: a build before `cargo xtask setup` made the `.libtorch` link
+    // would otherwise keep binaries without CUDA (cargo reruns for a missing path each build).
+    let cuda = lib.join("libtorch_cuda.so");
+    println!("cargo:rerun-if-changed={}", cuda.display());
+    if cuda.exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     println!("cargo:rustc-env=FLAGCORE_LIBTORCH_LIB={}", lib.display());
