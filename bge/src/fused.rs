@@ -11,6 +11,8 @@
 //! workers, one per core); beside libtorch's own spinning OpenMP threads a second thread pool
 //! only competes for the cores (measured: 10 % slower than not fusing at all).
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
 use tch::{Kind, Tensor};
 
 /// Whether the epilogues take tensors of `kind`.
@@ -22,6 +24,18 @@ pub fn supports(kind: Kind) -> bool {
 trait Elem: Copy + Send + Sync {
     fn load(self) -> f32;
     fn store(x: f32) -> Self;
+    /// The first lanes of `m` loaded from `p` as f32 (the others 0).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and VL; the masked lanes must lie inside one slice.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self, m: __mmask16) -> __m512;
+    /// The lanes of `m` stored to `p` (rounded as [`Elem::store`] does).
+    ///
+    /// # Safety
+    /// As [`Elem::load16`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn store16(p: *mut Self, m: __mmask16, v: __m512);
 }
 
 impl Elem for f32 {
@@ -32,6 +46,20 @@ impl Elem for f32 {
     #[inline(always)]
     fn store(x: f32) -> Self {
         x
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load16(p: *const Self, m: __mmask16) -> __m512 {
+        // SAFETY: the caller's promise.
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store16(p: *mut Self, m: __mmask16, v: __m512) {
+        // SAFETY: the caller's promise.
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
     }
 }
 
@@ -50,6 +78,28 @@ impl Elem for u16 {
         } else {
             rounded
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load16(p: *const Self, m: __mmask16) -> __m512 {
+        // SAFETY: the caller's promise.
+        let h = unsafe { _mm256_maskz_loadu_epi16(m, p as *const i16) };
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store16(p: *mut Self, m: __mmask16, v: __m512) {
+        // As `store`: to nearest, ties to even; NaNs stay quiet NaNs.
+        let b = _mm512_castps_si512(v);
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+        let up = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x40 << 16));
+        let h = _mm512_srli_epi32::<16>(_mm512_mask_blend_epi32(nan, up, quiet));
+        // SAFETY: the caller's promise.
+        unsafe { _mm256_mask_storeu_epi16(p as *mut i16, m, _mm512_cvtepi32_epi16(h)) }
     }
 }
 
@@ -153,6 +203,7 @@ struct NormParams {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::{Elem, NormParams};
+    use std::arch::x86_64::*;
 
     /// # Safety
     /// The CPU must have AVX2 and FMA.
@@ -166,6 +217,26 @@ mod simd {
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
     pub unsafe fn gelu512<E: Elem>(y: &mut [E], bias: &[f32]) {
         super::gelu_rows::<E, true>(y, bias)
+    }
+
+    /// [`super::lead_rows`] a vector at a time (the scalar loop's bf16 rounding does not
+    /// vectorise: 3 % of a bf16 encode).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn lead512<E: Elem>(y: &mut [E], bias: &[f32], cols: usize) {
+        for row in y.chunks_exact_mut(cols) {
+            for j in (0..bias.len()).step_by(16) {
+                let m = ((1u32 << (bias.len() - j).min(16)) - 1) as __mmask16;
+                // SAFETY: the masked lanes are bias's, and row's (bias.len() ≤ cols).
+                unsafe {
+                    let p = row.as_mut_ptr().add(j);
+                    let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
+                    E::store16(p, m, _mm512_add_ps(E::load16(p, m), b));
+                }
+            }
+        }
     }
 
     /// # Safety
@@ -190,7 +261,7 @@ fn width() -> u8 {
     {
         use std::arch::is_x86_feature_detected as has;
         if has!("avx2") && has!("fma") {
-            return if has!("avx512f") && has!("avx512bw") {
+            return if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
                 2
             } else {
                 1
@@ -262,13 +333,22 @@ pub fn bias_gelu_(y: &mut Tensor, bias: &Tensor) {
     }
 }
 
-fn lead_typed<E: Elem>(y: &mut Tensor, bias: &[f32], cols: usize) {
-    // SAFETY: the caller checked y's kind is E's; y is owned here.
-    let data = unsafe { elems_mut::<E>(y) };
+fn lead_rows<E: Elem>(data: &mut [E], bias: &[f32], cols: usize) {
     for row in data.chunks_exact_mut(cols) {
         for (v, b) in row.iter_mut().zip(bias) {
             *v = E::store(v.load() + b);
         }
+    }
+}
+
+fn lead_typed<E: Elem>(y: &mut Tensor, bias: &[f32], cols: usize) {
+    // SAFETY: the caller checked y's kind is E's; y is owned here.
+    let data = unsafe { elems_mut::<E>(y) };
+    match width() {
+        // SAFETY: the CPU has AVX-512 (`width`).
+        #[cfg(target_arch = "x86_64")]
+        2 => unsafe { simd::lead512(data, bias, cols) },
+        _ => lead_rows(data, bias, cols),
     }
 }
 
@@ -425,5 +505,33 @@ mod tests {
             assert_eq!(<u16 as Elem>::store(x), want, "{x}");
         }
         assert!(<u16 as Elem>::store(f32::NAN).load().is_nan());
+        // The vector path rounds as the scalar one, lane by lane, and loads back exactly.
+        #[cfg(target_arch = "x86_64")]
+        if width() == 2 {
+            let xs: Vec<f32> = [1.0 + ulp, 1.0 + 3.0 * ulp, -std::f32::consts::PI, f32::NAN]
+                .into_iter()
+                .chain((0..9).map(|i| (i as f32 - 4.0) * 1.37e-3))
+                .chain([f32::INFINITY, 1e-40])
+                .collect();
+            let mut out = vec![0u16; 16];
+            // SAFETY: AVX-512 F/BW/VL present (`width`); 15 lanes of 15- and 16-long slices.
+            let back = unsafe {
+                let v = _mm512_maskz_loadu_ps(0x7FFF, xs.as_ptr());
+                <u16 as Elem>::store16(out.as_mut_ptr(), 0x7FFF, v);
+                <u16 as Elem>::load16(out.as_ptr(), 0x7FFF)
+            };
+            let mut lanes = [0f32; 16];
+            // SAFETY: 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), back) };
+            for (i, &x) in xs.iter().enumerate() {
+                assert_eq!(out[i], <u16 as Elem>::store(x), "lane {i}: {x}");
+                assert_eq!(
+                    lanes[i].to_bits(),
+                    (out[i] as u32) << 16,
+                    "lane {i} loaded back"
+                );
+            }
+            assert!(<u16 as Elem>::load(out[3]).is_nan() && out[15] == 0);
+        }
     }
 }
