@@ -5,6 +5,7 @@
 //! used (sentence-transformers and BGE pool the last hidden states).
 
 use crate::config::BertConfig;
+use crate::fused::NormParams;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -375,19 +376,22 @@ impl Bert {
         // b_o + W_o·b_v, in f32: the value bias carried through the projection (see forward_t).
         let fl = |t: &Tensor| t.to_kind(Kind::Float);
         let bo = fl(&l.attn_out.b) + fl(&l.attn_out.w).mv(&fl(&l.v.b));
-        let (an, on, eps) = (&l.attn_norm, &l.out_norm, self.config.layer_norm_eps);
+        let attn_norm = NormParams::new(&bo, &l.attn_norm.w, &l.attn_norm.b);
+        let out_norm = NormParams::new(&l.down.b, &l.out_norm.w, &l.out_norm.b);
+        let up_bias = crate::fused::floats(&l.up.b);
+        let eps = self.config.layer_norm_eps;
         for start in (0..n).step_by(ROWS as usize) {
             let r = ROWS.min(n - start);
             let xs = x.narrow(0, start, r);
             let mut ys = y.narrow(0, 0, r);
             let _ = a.narrow(0, start, r).mm_out(&ys, &wo);
-            crate::fused::bias_residual_norm_(&mut ys, &bo, &xs, &an.w, &an.b, eps);
+            crate::fused::bias_residual_norm_(&mut ys, &xs, &attn_norm, eps);
             let mut hs = up.narrow(0, 0, r);
             let _ = ys.mm_out(&hs, &wu);
-            crate::fused::bias_gelu_(&mut hs, &l.up.b);
+            crate::fused::bias_gelu_(&mut hs, &up_bias);
             let mut os = out.narrow(0, start, r);
             let _ = hs.mm_out(&os, &wd);
-            crate::fused::bias_residual_norm_(&mut os, &l.down.b, &ys, &on.w, &on.b, eps);
+            crate::fused::bias_residual_norm_(&mut os, &ys, &out_norm, eps);
         }
         out
     }
@@ -500,23 +504,11 @@ impl Bert {
                     split(l.v.forward(&x)),
                 )
             } else {
-                // (B, T, 3, heads, d) → three (B, heads, T, d) views.
-                let y = l.qkv.forward(&x).view([b, t, 3, heads, d]);
-                let y = y.permute([2, 0, 3, 1, 4]);
-                (y.get(0), y.get(1), y.get(2))
+                split_qkv(&l.qkv.forward(&x), heads, d)
             };
-            let a = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                Some(&keep),
-                attn_p,
-                false,
-                None,
-                false,
-            )
-            .transpose(1, 2)
-            .reshape([b, t, heads * d]);
+            let a = attention(&q, &k, &v, &keep, attn_p)
+                .transpose(1, 2)
+                .reshape([b, t, heads * d]);
             x = self.layer_norm(&(drop(l.attn_out.forward(&a)) + &x), &l.attn_norm);
             let ff = drop(l.down.forward(&self.act(&l.up.forward(&x))));
             x = self.layer_norm(&(ff + &x), &l.out_norm);
@@ -543,19 +535,24 @@ fn attend_padded(y: &Tensor, keep: &Tensor, heads: i64, d: i64) -> Tensor {
         kp.narrow(3, 0, t).copy_(keep);
         (yp, kp)
     };
-    // (B, T', 3, heads, d) → three (B, heads, T', d) views.
-    let y = y.view([b, tp, 3, heads, d]).permute([2, 0, 3, 1, 4]);
-    let a = Tensor::scaled_dot_product_attention(
-        &y.get(0),
-        &y.get(1),
-        &y.get(2),
-        Some(&keep),
-        0.0,
-        false,
-        None,
-        false,
-    );
-    a.transpose(1, 2)
+    let (q, k, v) = split_qkv(&y, heads, d);
+    attention(&q, &k, &v, &keep, 0.0)
+        .transpose(1, 2)
         .narrow(1, 0, t)
         .reshape([b * t, heads * d])
+}
+
+/// A fused q/k/v product (B, T, 3·heads·d) as three (B, heads, T, d) views.
+fn split_qkv(y: &Tensor, heads: i64, d: i64) -> (Tensor, Tensor, Tensor) {
+    let size = y.size();
+    let y = y
+        .view([size[0], size[1], 3, heads, d])
+        .permute([2, 0, 3, 1, 4]);
+    (y.get(0), y.get(1), y.get(2))
+}
+
+/// libtorch's scaled dot-product attention (B, heads, T, d), padding keys masked out by
+/// `keep` (B, 1, 1, T), with dropout `p`.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: &Tensor, p: f64) -> Tensor {
+    Tensor::scaled_dot_product_attention(q, k, v, Some(keep), p, false, None, false)
 }

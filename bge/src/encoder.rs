@@ -187,8 +187,7 @@ impl Encoder {
         normalize: bool,
         train: bool,
     ) -> Result<Tensor> {
-        let h = self.bert.forward_t(ids, None, mask, train)?;
-        Ok(self.head.pool(&h, mask, normalize))
+        pooled(&self.bert, &self.head, ids, mask, normalize, train)
     }
 
     /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).
@@ -213,6 +212,19 @@ fn batch(bert: &Bert, max_length: usize, rows: &[&[u32]]) -> (Tensor, Tensor) {
     crate::bert::pad_rows_to(rows, pad, device, width)
 }
 
+/// [`Encoder::embed`] through `bert` and `head`.
+fn pooled(
+    bert: &Bert,
+    head: &Head,
+    ids: &Tensor,
+    mask: &Tensor,
+    normalize: bool,
+    train: bool,
+) -> Result<Tensor> {
+    let h = bert.forward_t(ids, None, mask, train)?;
+    Ok(head.pool(&h, mask, normalize))
+}
+
 /// Pooled embeddings of the texts `chunk` picks from `ids`, one batch through `bert` (an
 /// encoder's model or a [`Bert::share`] of it), flattened.
 fn embed_rows(
@@ -225,11 +237,8 @@ fn embed_rows(
 ) -> Result<Vec<f32>> {
     let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
     let (ids_t, mask_t) = batch(bert, max_length, &rows);
-    let pooled = tch::no_grad(|| -> Result<Tensor> {
-        let h = bert.forward_t(&ids_t, None, &mask_t, false)?;
-        Ok(head.pool(&h, &mask_t, normalize))
-    })?
-    .to_device(tch::Device::Cpu);
-    Vec::<f32>::try_from(pooled.flatten(0, -1))
+    let out = tch::no_grad(|| pooled(bert, head, &ids_t, &mask_t, normalize, false))?
+        .to_device(tch::Device::Cpu);
+    Vec::<f32>::try_from(out.flatten(0, -1))
         .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))
 }

@@ -136,15 +136,7 @@ fn finetune_lowers_loss_and_saves_a_sentence_transformers_folder() {
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(ours.len(), want["embeddings"].as_array().unwrap().len());
     for (a, b) in ours.iter().zip(want["embeddings"].as_array().unwrap()) {
-        let b: Vec<f64> = b
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * y).sum();
-        let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-        assert!(dot / (na * nb) >= 0.99999, "cosine {}", dot / (na * nb));
+        let cos = common::cosine(a, &common::floats(b));
+        assert!(cos >= 0.99999, "cosine {cos}");
     }
 }

@@ -103,12 +103,7 @@ fn torch_saved_heads_and_tensors_read_back() {
             .collect();
         assert_eq!(t.size(), shape, "{name}");
         let values = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
-        let expect: Vec<f64> = w["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let expect = common::floats(&w["values"]);
         assert_eq!(values, expect, "{name}");
     }
 }

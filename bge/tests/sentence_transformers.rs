@@ -79,17 +79,8 @@ fn minilm_matches_sentence_transformers() {
             .zip(want["embeddings"].as_array().unwrap())
             .enumerate()
         {
-            let b: Vec<f64> = b
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(a.len(), b.len());
-            let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * y).sum();
+            let cos = common::cosine(a, &common::floats(b));
             let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-            let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-            let cos = dot / (na * nb);
             worst = worst.min(cos);
             assert!(
                 cos >= 0.99999,

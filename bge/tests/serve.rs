@@ -24,12 +24,7 @@ fn embeddings_over_http() {
     let texts = ["A man is playing a guitar.", "北京是中国的首都。"];
     let want = lib.encode(&texts).unwrap();
     let close = |a: &Value, b: &[f32]| {
-        let a: Vec<f64> = a
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
+        let a = common::floats(a);
         assert_eq!(a.len(), b.len());
         assert!(a.iter().zip(b).all(|(x, y)| (x - *y as f64).abs() < 1e-5));
     };

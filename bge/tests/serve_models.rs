@@ -4,18 +4,10 @@
 //! cross-encoder, sorted, sigmoid unless raw), 404 for what a model does not serve, and
 //! Prometheus latency histograms.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
-use common::post;
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
+use common::{floats, post};
 
 #[test]
 fn minilm_token_states_and_metrics() {

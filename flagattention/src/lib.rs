@@ -44,4 +44,4 @@ pub use paged::paged_attention;
 pub use piecewise::{piecewise_attention, piecewise_attention_backward, PiecewiseGrads};
 pub use shape::Dims;
 pub use split_kv::flash_attention_split_kv;
-pub use vexp::exp_affine;
+pub use vexp::{exp_affine, madd};

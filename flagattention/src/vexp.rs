@@ -21,9 +21,10 @@ const EXP_POLY: [f32; 6] = [
     0.008_290_315,
 ];
 
-/// a·b + c, fused where the CPU has FMA (`mul_add` would call libm otherwise).
+/// a·b + c, fused where the CPU has FMA (`mul_add` would call libm otherwise): for loops
+/// compiled once with FMA enabled and once without.
 #[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
         a.mul_add(b, c)
     } else {

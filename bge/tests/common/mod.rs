@@ -112,3 +112,21 @@ pub fn rerank_models() -> Option<(tempfile::TempDir, serde_json::Value)> {
         serde_json::from_slice(&std::fs::read(tmp.path().join("reference.json")).unwrap()).unwrap();
     Some((tmp, r))
 }
+
+/// A JSON array of numbers (a reference embedding) as f64.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Cosine of one of our embeddings and a reference one, in f64; they must be as long.
+pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
