@@ -104,13 +104,20 @@ impl Encoder {
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         let threads = tch::get_num_threads().max(1) as usize;
-        let flats = if self.bert.device() == tch::Device::Cpu && threads > 1 && chunks.len() > 1 {
-            self.encode_on_workers(ids, &chunks, normalize, threads)
+        // The CPU path prepares the weights once for the whole run (see `Bert::cpu_plan`).
+        let tokens: usize = ids.iter().map(Vec::len).sum();
+        let plan = self.bert.cpu_plan(tokens >= PACK_TOKENS);
+        let run = Run {
+            head: &self.head,
+            max_length: self.max_length,
+            ids,
+            normalize,
+            plan: plan.as_ref(),
+        };
+        let flats = if plan.is_some() && threads > 1 && chunks.len() > 1 {
+            self.encode_on_workers(&run, &chunks, threads)
         } else {
-            chunks
-                .iter()
-                .map(|c| embed_rows(&self.bert, &self.head, self.max_length, c, ids, normalize))
-                .collect()
+            chunks.iter().map(|c| run.embed(&self.bert, c)).collect()
         };
         let mut out = vec![Vec::new(); ids.len()];
         for (flat, chunk) in flats.into_iter().zip(&chunks) {
@@ -131,16 +138,15 @@ impl Encoder {
     /// bench`, MiniLM, batch size 32). The batch size stays what the caller asked for.
     fn encode_on_workers(
         &self,
-        ids: &[Vec<u32>],
+        run: &Run<'_>,
         chunks: &[&[usize]],
-        normalize: bool,
         threads: usize,
     ) -> Vec<Result<Vec<f32>>> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let done: Vec<(usize, Result<Vec<f32>>)> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads.min(chunks.len()))
                 .map(|_| {
-                    let (bert, head, max) = (self.bert.share(), &self.head, self.max_length);
+                    let bert = self.bert.share();
                     let next = &next;
                     s.spawn(move || {
                         tch::set_num_threads(1);
@@ -150,7 +156,7 @@ impl Encoder {
                             let Some(chunk) = chunks.get(j) else {
                                 break done;
                             };
-                            done.push((j, embed_rows(&bert, head, max, chunk, ids, normalize)));
+                            done.push((j, run.embed(&bert, chunk)));
                         }
                     })
                 })
@@ -225,20 +231,34 @@ fn pooled(
     Ok(head.pool(&h, mask, normalize))
 }
 
-/// Pooled embeddings of the texts `chunk` picks from `ids`, one batch through `bert` (an
-/// encoder's model or a [`Bert::share`] of it), flattened.
-fn embed_rows(
-    bert: &Bert,
-    head: &Head,
+/// Tokens in one encoding run from which the CPU plan packs the weights (see
+/// `Bert::cpu_plan`): packing costs about a product of 1,000 rows.
+const PACK_TOKENS: usize = 4096;
+
+/// What every batch of one [`Encoder::encode_ids`] run shares.
+struct Run<'a> {
+    head: &'a Head,
     max_length: usize,
-    chunk: &[usize],
-    ids: &[Vec<u32>],
+    ids: &'a [Vec<u32>],
     normalize: bool,
-) -> Result<Vec<f32>> {
-    let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-    let (ids_t, mask_t) = batch(bert, max_length, &rows);
-    let out = tch::no_grad(|| pooled(bert, head, &ids_t, &mask_t, normalize, false))?
+    plan: Option<&'a crate::bert::CpuPlan>,
+}
+
+impl Run<'_> {
+    /// Pooled embeddings of the texts `chunk` picks from `ids`, one batch through `bert` (an
+    /// encoder's model or a [`Bert::share`] of it), flattened.
+    fn embed(&self, bert: &Bert, chunk: &[usize]) -> Result<Vec<f32>> {
+        let rows: Vec<&[u32]> = chunk.iter().map(|&i| self.ids[i].as_slice()).collect();
+        let (ids, mask) = batch(bert, self.max_length, &rows);
+        let out = tch::no_grad(|| {
+            let h = match self.plan {
+                Some(plan) => bert.forward_planned(plan, &ids, &mask)?,
+                None => bert.forward(&ids, &mask)?,
+            };
+            Ok::<_, Error>(self.head.pool(&h, &mask, self.normalize))
+        })?
         .to_device(tch::Device::Cpu);
-    Vec::<f32>::try_from(out.flatten(0, -1))
-        .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))
+        Vec::<f32>::try_from(out.flatten(0, -1))
+            .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))
+    }
 }

@@ -16,9 +16,26 @@ use flagattention::madd;
 use std::arch::x86_64::*;
 use tch::{Kind, Tensor};
 
-/// Whether the epilogues take tensors of `kind`.
-pub fn supports(kind: Kind) -> bool {
-    matches!(kind, Kind::Float | Kind::BFloat16)
+/// How the passes store their results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// f32 tensors.
+    F32,
+    /// bf16 tensors.
+    Bf16,
+    /// f32 tensors holding bf16 values (each result rounded to bf16): a bf16 model run where
+    /// the CPU has no bf16 arithmetic, so its products go through f32 ones at f32's rate.
+    Bf16InF32,
+}
+
+impl Storage {
+    /// The tensors' kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            Storage::F32 | Storage::Bf16InF32 => Kind::Float,
+            Storage::Bf16 => Kind::BFloat16,
+        }
+    }
 }
 
 /// Element storage: f32, or bf16 as its bits.
@@ -92,15 +109,56 @@ impl Elem for u16 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn store16(p: *mut Self, m: __mmask16, v: __m512) {
-        // As `store`: to nearest, ties to even; NaNs stay quiet NaNs.
-        let b = _mm512_castps_si512(v);
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-        let up = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x40 << 16));
-        let h = _mm512_srli_epi32::<16>(_mm512_mask_blend_epi32(nan, up, quiet));
+        let h = bf16_bits512(v);
         // SAFETY: the caller's promise.
         unsafe { _mm256_mask_storeu_epi16(p as *mut i16, m, _mm512_cvtepi32_epi16(h)) }
+    }
+}
+
+/// Each lane of `v` rounded to bf16 as [`Elem::store`] for u16 does, its bits in the low half
+/// of the lane.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn bf16_bits512(v: __m512) -> __m512i {
+    // To nearest, ties to even; NaNs stay quiet NaNs.
+    let b = _mm512_castps_si512(v);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let up = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+    let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x40 << 16));
+    _mm512_srli_epi32::<16>(_mm512_mask_blend_epi32(nan, up, quiet))
+}
+
+/// A bf16 value held in f32 storage: what a bf16 model's activations are where the CPU has no
+/// bf16 arithmetic (see [`Storage::Bf16InF32`]).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Bf16InF32(f32);
+
+impl Elem for Bf16InF32 {
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self.0
+    }
+    #[inline(always)]
+    fn store(x: f32) -> Self {
+        Bf16InF32(<u16 as Elem>::store(x).load())
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load16(p: *const Self, m: __mmask16) -> __m512 {
+        // SAFETY: the caller's promise.
+        unsafe { _mm512_maskz_loadu_ps(m, p as *const f32) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store16(p: *mut Self, m: __mmask16, v: __m512) {
+        let h = _mm512_slli_epi32::<16>(bf16_bits512(v));
+        // SAFETY: the caller's promise.
+        unsafe { _mm512_mask_storeu_ps(p as *mut f32, m, _mm512_castsi512_ps(h)) }
     }
 }
 
@@ -245,6 +303,13 @@ mod simd {
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn lead<E: Elem>(y: &mut [E], bias: &[f32], cols: usize) {
+        super::lead_rows(y, bias, cols)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn norm<E: Elem>(y: &mut [E], res: &[E], p: &NormParams, eps: f32) {
         super::norm_rows(y, res, p, eps)
     }
@@ -305,34 +370,37 @@ pub fn floats(t: &Tensor) -> Vec<f32> {
 /// The elements of a contiguous CPU tensor of element type `E`.
 ///
 /// # Safety
-/// `E` must be the storage type of `t`'s kind, and no other reference to its data may be alive.
-unsafe fn elems_mut<E>(t: &mut Tensor) -> &mut [E] {
+/// `E` must be the storage type of `t`'s kind (or bytes, `u8`), and no other reference to its
+/// data may be alive.
+pub(crate) unsafe fn elems_mut<E>(t: &mut Tensor) -> &mut [E] {
     assert!(t.device() == tch::Device::Cpu && t.is_contiguous());
-    // SAFETY: contiguous CPU storage of numel elements of E (the caller's promise).
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut E, t.numel()) }
+    let n = t.numel() * t.kind().elt_size_in_bytes() / std::mem::size_of::<E>();
+    // SAFETY: contiguous CPU storage of n elements of E (the caller's promise).
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut E, n) }
 }
 
 /// # Safety
 /// As [`elems_mut`], with no mutable reference to the data alive.
-unsafe fn elems<E>(t: &Tensor) -> &[E] {
+pub(crate) unsafe fn elems<E>(t: &Tensor) -> &[E] {
     assert!(t.device() == tch::Device::Cpu && t.is_contiguous());
+    let n = t.numel() * t.kind().elt_size_in_bytes() / std::mem::size_of::<E>();
     // SAFETY: as above.
-    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const E, t.numel()) }
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const E, n) }
 }
 
 fn gelu_typed<E: Elem>(y: &mut Tensor, bias: &[f32]) {
-    // SAFETY: the caller checked y's kind is E's; y is owned here.
+    // SAFETY: the caller checked y's kind holds E; y is owned here.
     gelu_dispatch(unsafe { elems_mut::<E>(y) }, bias);
 }
 
-/// GELU(y + bias) in place, for y (…, cols) contiguous on the CPU (f32 or bf16) and bias
+/// GELU(y + bias) in place, for y (…, cols) contiguous on the CPU in `s`'s kind and bias
 /// (cols).
-pub fn bias_gelu_(y: &mut Tensor, bias: &[f32]) {
-    assert!(y.size().last() == Some(&(bias.len() as i64)));
-    match y.kind() {
-        Kind::Float => gelu_typed::<f32>(y, bias),
-        Kind::BFloat16 => gelu_typed::<u16>(y, bias),
-        k => panic!("fused GELU of {k:?}"),
+pub fn bias_gelu_(y: &mut Tensor, bias: &[f32], s: Storage) {
+    assert!(y.size().last() == Some(&(bias.len() as i64)) && y.kind() == s.kind());
+    match s {
+        Storage::F32 => gelu_typed::<f32>(y, bias),
+        Storage::Bf16 => gelu_typed::<u16>(y, bias),
+        Storage::Bf16InF32 => gelu_typed::<Bf16InF32>(y, bias),
     }
 }
 
@@ -345,46 +413,56 @@ fn lead_rows<E: Elem>(data: &mut [E], bias: &[f32], cols: usize) {
 }
 
 fn lead_typed<E: Elem>(y: &mut Tensor, bias: &[f32], cols: usize) {
-    // SAFETY: the caller checked y's kind is E's; y is owned here.
+    // SAFETY: the caller checked y's kind holds E; y is owned here.
     let data = unsafe { elems_mut::<E>(y) };
     match width() {
         // SAFETY: the CPU has AVX-512 (`width`).
         #[cfg(target_arch = "x86_64")]
         2 => unsafe { simd::lead512(data, bias, cols) },
+        // SAFETY: the CPU has AVX2 and FMA (`width`).
+        #[cfg(target_arch = "x86_64")]
+        1 => unsafe { simd::lead(data, bias, cols) },
         _ => lead_rows(data, bias, cols),
     }
 }
 
 /// `bias` (n) added to the first n columns of every row of y (…, cols) in place, y contiguous
-/// on the CPU (f32 or bf16): the query's part of a fused q/k/v product. (libtorch's add on that
-/// strided view was 3 % of a bf16 encode.)
-pub fn bias_lead_(y: &mut Tensor, bias: &Tensor) {
-    let bias = floats(bias);
+/// on the CPU in `s`'s kind: the query's part of a fused q/k/v product. (libtorch's add on
+/// that strided view was 3 % of a bf16 encode.) Columns past n are left as they are: with
+/// [`Storage::Bf16InF32`], pass a bias as wide as y (zeros past n) to round them too.
+pub fn bias_lead_(y: &mut Tensor, bias: &[f32], s: Storage) {
     let cols = y.size().last().map_or(0, |&c| c as usize);
-    assert!(bias.len() <= cols && cols > 0);
-    match y.kind() {
-        Kind::Float => lead_typed::<f32>(y, &bias, cols),
-        Kind::BFloat16 => lead_typed::<u16>(y, &bias, cols),
-        k => panic!("fused bias of {k:?}"),
+    assert!(bias.len() <= cols && cols > 0 && y.kind() == s.kind());
+    match s {
+        Storage::F32 => lead_typed::<f32>(y, bias, cols),
+        Storage::Bf16 => lead_typed::<u16>(y, bias, cols),
+        Storage::Bf16InF32 => lead_typed::<Bf16InF32>(y, bias, cols),
     }
 }
 
 fn norm_typed<E: Elem>(y: &mut Tensor, res: &Tensor, p: &NormParams, eps: f32) {
-    // SAFETY: the caller checked both kinds are E's; y and res are distinct tensors.
+    // SAFETY: the caller checked both kinds hold E; y and res are distinct tensors.
     let (data, res): (&mut [E], &[E]) = unsafe { (elems_mut(y), elems(res)) };
     norm_dispatch(data, res, p, eps);
 }
 
 /// LayerNorm(y + p.bias + residual) with p's weight and bias, in place of y; y and the
-/// residual (…, cols) contiguous on the CPU, of one kind (f32 or bf16), distinct tensors.
-pub fn bias_residual_norm_(y: &mut Tensor, residual: &Tensor, p: &NormParams, eps: f64) {
-    assert!(y.size() == residual.size() && y.kind() == residual.kind());
+/// residual (…, cols) contiguous on the CPU in `s`'s kind, distinct tensors.
+pub fn bias_residual_norm_(
+    y: &mut Tensor,
+    residual: &Tensor,
+    p: &NormParams,
+    eps: f64,
+    s: Storage,
+) {
+    assert!(y.size() == residual.size() && y.kind() == s.kind() && residual.kind() == s.kind());
     assert!(y.size().last() == Some(&(p.bias.len() as i64)));
     assert!(residual.data_ptr() != y.data_ptr());
-    match y.kind() {
-        Kind::Float => norm_typed::<f32>(y, residual, p, eps as f32),
-        Kind::BFloat16 => norm_typed::<u16>(y, residual, p, eps as f32),
-        k => panic!("fused LayerNorm of {k:?}"),
+    let eps = eps as f32;
+    match s {
+        Storage::F32 => norm_typed::<f32>(y, residual, p, eps),
+        Storage::Bf16 => norm_typed::<u16>(y, residual, p, eps),
+        Storage::Bf16InF32 => norm_typed::<Bf16InF32>(y, residual, p, eps),
     }
 }
 
@@ -399,9 +477,23 @@ mod tests {
             .double_value(&[])
     }
 
-    /// Rows of random activations, scaled so GELU sees both tails and the middle.
-    fn rows(kind: Kind, n: i64, cols: i64, scale: f64) -> Tensor {
-        (Tensor::randn([n, cols], (Kind::Float, tch::Device::Cpu)) * scale).to_kind(kind)
+    /// Rows of random activations stored as `s` stores them, scaled so GELU sees both tails
+    /// and the middle.
+    fn rows(s: Storage, n: i64, cols: i64, scale: f64) -> Tensor {
+        let x = Tensor::randn([n, cols], (Kind::Float, tch::Device::Cpu)) * scale;
+        match s {
+            Storage::F32 => x,
+            Storage::Bf16 => x.to_kind(Kind::BFloat16),
+            Storage::Bf16InF32 => x.to_kind(Kind::BFloat16).to_kind(Kind::Float),
+        }
+    }
+
+    /// With [`Storage::Bf16InF32`], every value of `t` is a bf16 one.
+    fn assert_bf16_values(t: &Tensor, s: Storage) {
+        if s == Storage::Bf16InF32 {
+            let round_trip = t.to_kind(Kind::BFloat16).to_kind(Kind::Float);
+            assert_eq!(max_diff(t, &round_trip), 0.0, "values not bf16's");
+        }
     }
 
     #[test]
@@ -412,23 +504,28 @@ mod tests {
         // bf16: one rounding of the result (2^-9 relative) on top. Far in the negative tail
         // the exponent's rounding (x²/2 to f32) grows the relative error, on values under 1e-6:
         // 1e-8 absolute covers it.
-        for (kind, rel) in [(Kind::Float, 1e-6), (Kind::BFloat16, 2f64.powi(-8))] {
+        for (s, rel) in [
+            (Storage::F32, 1e-6),
+            (Storage::Bf16, 2f64.powi(-8)),
+            (Storage::Bf16InF32, 2f64.powi(-8)),
+        ] {
             // 37 columns: the vector loops' remainders too.
             for cols in [1536, 37] {
-                let y = rows(kind, 19, cols, 4.0);
-                let bias = rows(kind, 1, cols, 1.0).view([cols]);
+                let y = rows(s, 19, cols, 4.0);
+                let bias = rows(s, 1, cols, 1.0).view([cols]);
                 // The same f32 sum of the rounded inputs, then GELU in f64.
                 let x = y.to_kind(Kind::Float) + bias.to_kind(Kind::Float);
                 let want = x.to_kind(Kind::Double).gelu("none");
                 let mut got = y.copy();
-                bias_gelu_(&mut got, &floats(&bias));
+                bias_gelu_(&mut got, &floats(&bias), s);
                 let over = ((got.to_kind(Kind::Double) - &want).abs() - want.abs() * rel - 1e-8)
                     .max()
                     .double_value(&[]);
                 assert!(
                     over <= 0.0,
-                    "{kind:?}, {cols} columns: GELU off by {over} over"
+                    "{s:?}, {cols} columns: GELU off by {over} over"
                 );
+                assert_bf16_values(&got, s);
             }
         }
     }
@@ -436,29 +533,39 @@ mod tests {
     #[test]
     fn lead_bias_adds_to_the_first_columns_only() {
         tch::manual_seed(3);
-        for kind in [Kind::Float, Kind::BFloat16] {
-            let y = rows(kind, 5, 12, 1.0);
-            let bias = rows(kind, 1, 4, 1.0).view([4]);
+        for s in [Storage::F32, Storage::Bf16, Storage::Bf16InF32] {
+            // 40 columns: a full vector and a remainder on every width.
+            let y = rows(s, 5, 40, 1.0);
+            let bias = rows(s, 1, 20, 1.0).view([20]);
             let mut got = y.copy();
-            bias_lead_(&mut got, &bias);
-            let want = y.copy();
-            let _ = want.narrow(1, 0, 4).g_add_(&bias);
-            assert_eq!(max_diff(&got, &want), 0.0, "{kind:?}");
+            bias_lead_(&mut got, &floats(&bias), s);
+            let mut want = y.copy();
+            let sum = want.narrow(1, 0, 20) + &bias;
+            want.narrow(1, 0, 20).copy_(&sum);
+            if s == Storage::Bf16InF32 {
+                // The sums rounded as a bf16 add rounds them.
+                want.copy_(&want.to_kind(Kind::BFloat16).to_kind(Kind::Float));
+            }
+            assert_eq!(max_diff(&got, &want), 0.0, "{s:?}");
         }
     }
 
     #[test]
     fn residual_norm_matches_libtorch() {
         tch::manual_seed(2);
-        for (kind, tol) in [(Kind::Float, 2e-5), (Kind::BFloat16, 1.6e-2)] {
+        for (s, tol) in [
+            (Storage::F32, 2e-5),
+            (Storage::Bf16, 1.6e-2),
+            (Storage::Bf16InF32, 1.6e-2),
+        ] {
             for cols in [384, 37] {
-                let y = rows(kind, 23, cols, 3.0);
-                let res = rows(kind, 23, cols, 1.0);
+                let y = rows(s, 23, cols, 3.0);
+                let res = rows(s, 23, cols, 1.0);
                 let f = |t: &Tensor| t.to_kind(Kind::Float);
                 let (bias, w, b) = (
-                    rows(kind, 1, cols, 1.0).view([cols]),
-                    rows(kind, 1, cols, 1.0).view([cols]) + 1.0,
-                    rows(kind, 1, cols, 1.0).view([cols]),
+                    rows(s, 1, cols, 1.0).view([cols]),
+                    rows(s, 1, cols, 1.0).view([cols]) + 1.0,
+                    rows(s, 1, cols, 1.0).view([cols]),
                 );
                 let want = (f(&y) + f(&bias) + f(&res)).layer_norm(
                     [cols],
@@ -468,15 +575,26 @@ mod tests {
                     false,
                 );
                 let mut got = y.copy();
-                bias_residual_norm_(&mut got, &res, &NormParams::new(&bias, &w, &b), 1e-12);
+                let p = NormParams::new(&bias, &w, &b);
+                bias_residual_norm_(&mut got, &res, &p, 1e-12, s);
                 let d = max_diff(&got, &want);
                 let scale = want.abs().max().double_value(&[]);
                 assert!(
                     d <= tol * scale.max(1.0),
-                    "{kind:?}, {cols} columns: LayerNorm off by {d}"
+                    "{s:?}, {cols} columns: LayerNorm off by {d}"
                 );
+                assert_bf16_values(&got, s);
             }
         }
+    }
+
+    /// The first 15 lanes of `xs` as a vector.
+    #[cfg(target_arch = "x86_64")]
+    fn v_again(xs: &[f32]) -> __m512 {
+        let mut lanes = [0f32; 16];
+        lanes[..15].copy_from_slice(&xs[..15]);
+        // SAFETY: 16 floats; only called where AVX-512 is (`width() == 2`).
+        unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
     }
 
     #[test]
@@ -494,6 +612,8 @@ mod tests {
         ] {
             let want = half::bf16::from_f32(x).to_bits();
             assert_eq!(<u16 as Elem>::store(x), want, "{x}");
+            let held = <Bf16InF32 as Elem>::store(x).load();
+            assert_eq!(held.to_bits(), (want as u32) << 16, "{x} held in f32");
         }
         assert!(<u16 as Elem>::store(f32::NAN).load().is_nan());
         // The vector path rounds as the scalar one, lane by lane, and loads back exactly.
@@ -523,6 +643,12 @@ mod tests {
                 );
             }
             assert!(<u16 as Elem>::load(out[3]).is_nan() && out[15] == 0);
+            let mut held = vec![Bf16InF32(0.0); 16];
+            // SAFETY: as above, 15 lanes of a 16-long slice.
+            unsafe { <Bf16InF32 as Elem>::store16(held.as_mut_ptr(), 0x7FFF, v_again(&xs)) };
+            for (i, h) in held.iter().enumerate().take(15) {
+                assert_eq!(h.0.to_bits(), (out[i] as u32) << 16, "lane {i} held in f32");
+            }
         }
     }
 }

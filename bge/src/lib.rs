@@ -13,6 +13,7 @@ pub mod error;
 pub mod finetune;
 mod fused;
 pub mod m3;
+mod mkl;
 pub mod pooling;
 pub mod rerank;
 pub mod results;

@@ -140,3 +140,39 @@ fn extra_padding_leaves_embeddings_unchanged() {
         .fold(0f32, f32::max);
     assert!(worst < 1e-5, "extra padding moved an embedding by {worst}");
 }
+
+/// The CPU plan of a bf16 model (bf16 values in f32 storage where the CPU has no bf16
+/// arithmetic, libtorch's bf16 kernels where it has) against libtorch's bf16 forward: the
+/// same model up to where each rounds.
+#[test]
+fn bf16_plan_matches_libtorch_bf16() {
+    let Some(model_dir) = common::minilm() else {
+        return;
+    };
+    let enc = bge::Encoder::load(&model_dir, tch::Kind::BFloat16, tch::Device::Cpu).unwrap();
+    let ids = enc.tokenize(&sentences()).unwrap();
+    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let (i, m) = enc.batch(&rows);
+    let plan = enc.bert.cpu_plan(true).unwrap();
+    eprintln!("{plan:?}");
+    let (ours, theirs) = tch::no_grad(|| {
+        (
+            enc.bert.forward_planned(&plan, &i, &m).unwrap(),
+            enc.bert.forward(&i, &m).unwrap(),
+        )
+    });
+    assert_eq!(ours.kind(), tch::Kind::BFloat16);
+    let mut worst = 1f64;
+    for (b, row) in rows.iter().enumerate() {
+        for t in 0..row.len() as i64 {
+            let v = |h: &tch::Tensor| {
+                let x = h.get(b as i64).get(t).to_kind(tch::Kind::Double);
+                Vec::<f64>::try_from(x).unwrap()
+            };
+            let ours: Vec<f32> = v(&ours).into_iter().map(|x| x as f32).collect();
+            worst = worst.min(common::cosine(&ours, &v(&theirs)));
+        }
+    }
+    eprintln!("bf16 plan vs libtorch bf16: worst token cosine {worst:.6}");
+    assert!(worst > 0.999, "worst token cosine {worst}");
+}

@@ -1,7 +1,7 @@
 //! XLM-RoBERTa (bge-m3's and BGE rerankers' architecture): a random-weight model saved by
 //! `transformers` (scripts/xlmr_reference.py) gives our encoder the same last hidden states
 //! on a padded batch within 1e-5 — RoBERTa's position ids from the padding index included —
-//! on libtorch's threads and on one thread (where the forward takes its fused passes).
+//! through libtorch and through the CPU plan (fused passes; products by libtorch or packed).
 //! Runs where `cargo xtask test` set FLAGOPEN_PYCHECK (transformers and torch).
 
 mod common;
@@ -14,20 +14,17 @@ fn random_xlm_roberta_matches_transformers() {
     let (ids, mask) = (common::int_rows(&r["ids"]), common::int_rows(&r["mask"]));
     let ids_t = tch::Tensor::from_slice(&ids).view([3, 7]);
     let mask_t = tch::Tensor::from_slice(&mask).view([3, 7]);
-    let threads = tch::get_num_threads();
-    let shared = bert.share();
-    let (i, m) = (ids_t.shallow_clone(), mask_t.shallow_clone());
-    let one_thread = std::thread::spawn(move || {
-        tch::set_num_threads(1);
-        tch::no_grad(|| shared.forward(&i, &m)).unwrap()
-    })
-    .join()
-    .unwrap();
-    tch::set_num_threads(threads);
-    let pooled = tch::no_grad(|| bert.forward(&ids_t, &mask_t)).unwrap();
+    let plain = tch::no_grad(|| bert.forward(&ids_t, &mask_t)).unwrap();
+    let planned = |pack: bool| {
+        let plan = bert
+            .cpu_plan(pack)
+            .expect("an f32 GELU model on the CPU has a plan");
+        tch::no_grad(|| bert.forward_planned(&plan, &ids_t, &mask_t)).unwrap()
+    };
     for (name, h) in [
-        ("libtorch threads", pooled),
-        ("one thread, fused", one_thread),
+        ("libtorch", plain),
+        ("planned, libtorch products", planned(false)),
+        ("planned, packed products", planned(true)),
     ] {
         let mut worst = 0f64;
         for b in 0..3 {

@@ -89,14 +89,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         enc.batch_size = a.batch_size.max(1);
         tokens = enc.tokenize(&texts)?.iter().map(Vec::len).sum();
         enc.encode(&texts[..a.batch_size.min(texts.len())])?;
-        let mut ours_s = f64::INFINITY;
+        let mut runs = Vec::new();
         let mut ours = Vec::new();
         for _ in 0..a.repeats.max(1) {
             let start = std::time::Instant::now();
             ours = enc.encode(&texts)?;
-            ours_s = ours_s.min(start.elapsed().as_secs_f64());
+            runs.push(start.elapsed().as_secs_f64());
         }
         drop(enc);
+        let ours_s = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let rates: Vec<String> = runs
+            .iter()
+            .map(|s| format!("{:.1}", texts.len() as f64 / s))
+            .collect();
+        eprintln!("{name}: ours {} sentences/s", rates.join(", "));
 
         let out = scratch.path().join(format!("st-{name}.json"));
         let run = std::process::Command::new(&a.python)

@@ -5,11 +5,13 @@
 //! used (sentence-transformers and BGE pool the last hidden states).
 
 use crate::config::BertConfig;
-use crate::fused::NormParams;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
+
+mod cpu;
+pub use cpu::CpuPlan;
 
 #[derive(Debug)]
 struct Linear {
@@ -351,51 +353,6 @@ impl Bert {
         }
     }
 
-    /// The rest of a layer after attention, on the CPU, a block of rows at a time: with
-    /// y = LayerNorm(x + a·W_oᵀ + b_o + W_o·b_v), LayerNorm(y + down(GELU(up(y)))) for the
-    /// attention output a and the layer input x, rows (N, hidden). The block's y and its
-    /// (rows, intermediate) activation stay in cache between the products and the fused passes,
-    /// instead of a round trip through memory each.
-    fn after_attention_fused(&self, l: &Layer, a: &Tensor, x: &Tensor) -> Tensor {
-        // Products of 1,024 rows run at MKL's full rate (one core, MiniLM's shapes: 205-211
-        // GFLOP/s, against 180-198 for 256 rows); the block's activation (6 MiB in f32) still
-        // stays in the last-level cache between the products and GELU.
-        const ROWS: i64 = 1024;
-        let n = x.size()[0];
-        let out = x.empty_like();
-        let (h, f) = (
-            self.config.hidden_size as i64,
-            self.config.intermediate_size as i64,
-        );
-        let opts = (x.kind(), x.device());
-        let (y, up) = (
-            Tensor::empty([ROWS.min(n), h], opts),
-            Tensor::empty([ROWS.min(n), f], opts),
-        );
-        let (wo, wu, wd) = (l.attn_out.w.tr(), l.up.w.tr(), l.down.w.tr());
-        // b_o + W_o·b_v, in f32: the value bias carried through the projection (see forward_t).
-        let fl = |t: &Tensor| t.to_kind(Kind::Float);
-        let bo = fl(&l.attn_out.b) + fl(&l.attn_out.w).mv(&fl(&l.v.b));
-        let attn_norm = NormParams::new(&bo, &l.attn_norm.w, &l.attn_norm.b);
-        let out_norm = NormParams::new(&l.down.b, &l.out_norm.w, &l.out_norm.b);
-        let up_bias = crate::fused::floats(&l.up.b);
-        let eps = self.config.layer_norm_eps;
-        for start in (0..n).step_by(ROWS as usize) {
-            let r = ROWS.min(n - start);
-            let xs = x.narrow(0, start, r);
-            let mut ys = y.narrow(0, 0, r);
-            let _ = a.narrow(0, start, r).mm_out(&ys, &wo);
-            crate::fused::bias_residual_norm_(&mut ys, &xs, &attn_norm, eps);
-            let mut hs = up.narrow(0, 0, r);
-            let _ = ys.mm_out(&hs, &wu);
-            crate::fused::bias_gelu_(&mut hs, &up_bias);
-            let mut os = out.narrow(0, start, r);
-            let _ = hs.mm_out(&os, &wd);
-            crate::fused::bias_residual_norm_(&mut os, &ys, &out_norm, eps);
-        }
-        out
-    }
-
     /// Last hidden states (B, T, hidden) of token ids (B, T) with an attention mask (B, T) of
     /// 1 for tokens and 0 for padding; token types all 0.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
@@ -411,13 +368,51 @@ impl Bert {
         mask: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
+        let mut x = self.embed(ids, types, train)?;
+        let (b, t) = (ids.size()[0], ids.size()[1]);
+        let (heads, d) = (
+            self.config.num_attention_heads as i64,
+            self.config.head_dim() as i64,
+        );
+        let p = self.config.hidden_dropout_prob;
+        let drop = |x: Tensor| if train { x.dropout(p, true) } else { x };
+        let attn_p = if train {
+            self.config.attention_probs_dropout_prob
+        } else {
+            0.0
+        };
+        let keep = key_mask(mask, b, t);
+        for l in &self.layers {
+            let (q, k, v) = if train {
+                let split = |y: Tensor| y.view([b, t, heads, d]).transpose(1, 2);
+                (
+                    split(l.q.forward(&x)),
+                    split(l.k.forward(&x)),
+                    split(l.v.forward(&x)),
+                )
+            } else {
+                split_qkv(&l.qkv.forward(&x), heads, d)
+            };
+            let a = attention(&q, &k, &v, &keep, attn_p)
+                .transpose(1, 2)
+                .reshape([b, t, heads * d]);
+            x = self.layer_norm(&(drop(l.attn_out.forward(&a)) + &x), &l.attn_norm);
+            let ff = drop(l.down.forward(&self.act(&l.up.forward(&x))));
+            x = self.layer_norm(&(ff + &x), &l.out_norm);
+        }
+        Ok(x)
+    }
+
+    /// The embedding layer's output (B, T, hidden) for token ids (B, T), checked against the
+    /// config (dropout on when `train`).
+    fn embed(&self, ids: &Tensor, types: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let size = ids.size();
         if size.len() != 2 || size[1] == 0 {
             return Err(Error::Invalid(format!(
                 "token ids must have shape (batch, length > 0), not {size:?}"
             )));
         }
-        let (b, t) = (size[0], size[1]);
+        let t = size[1];
         if t as usize > self.config.max_position_embeddings {
             return Err(Error::Invalid(format!(
                 "{t} tokens exceed the model's {} positions",
@@ -438,10 +433,6 @@ impl Bert {
                 self.config.type_vocab_size
             )));
         }
-        let (heads, d) = (
-            self.config.num_attention_heads as i64,
-            self.config.head_dim() as i64,
-        );
         let positions = if self.roberta() {
             // RoBERTa / XLM-R: positions count the non-padding tokens from pad + 1, and padding
             // sits at the padding index (transformers' create_position_ids_from_input_ids).
@@ -464,82 +455,18 @@ impl Bert {
                 Some(t) => Tensor::embedding(&self.token_type, t, -1, false, false),
                 None => self.token_type.get(0).view([1, 1, -1]),
             };
-        let p = self.config.hidden_dropout_prob;
-        let drop = |x: Tensor| if train { x.dropout(p, true) } else { x };
-        let attn_p = if train {
-            self.config.attention_probs_dropout_prob
+        let x = self.layer_norm(&x, &self.embed_norm);
+        Ok(if train {
+            x.dropout(self.config.hidden_dropout_prob, true)
         } else {
-            0.0
-        };
-        let mut x = drop(self.layer_norm(&x, &self.embed_norm));
-        // Inference on one CPU thread (the encoder's workers) runs the products without bias
-        // and one fused pass after each (`fused.rs`); the layer norm's output is contiguous,
-        // as those passes need.
-        let fused = !train
-            && x.device() == tch::Device::Cpu
-            && crate::fused::supports(x.kind())
-            && self.config.hidden_act == "gelu"
-            && tch::get_num_threads() == 1;
-        // Keys that are padding are never attended (B, 1, 1, T).
-        let keep = mask.to_kind(Kind::Bool).view([b, 1, 1, t]);
-        for l in &self.layers {
-            if fused {
-                // Without addmm's pass copying the bias into the output: only the query's bias
-                // is added. The key's adds q·b_k to every score of a query, which softmax
-                // cancels; the value's adds b_v to every output row (each row's probabilities
-                // sum to 1), folded into the output projection's bias (after_attention_fused).
-                let mut y = x.matmul(&l.qkv.w.tr());
-                crate::fused::bias_lead_(&mut y, &l.q.b);
-                let a = attend_padded(&y, &keep, heads, d);
-                x = self
-                    .after_attention_fused(l, &a, &x.view([b * t, -1]))
-                    .view([b, t, -1]);
-                continue;
-            }
-            let (q, k, v) = if train {
-                let split = |y: Tensor| y.view([b, t, heads, d]).transpose(1, 2);
-                (
-                    split(l.q.forward(&x)),
-                    split(l.k.forward(&x)),
-                    split(l.v.forward(&x)),
-                )
-            } else {
-                split_qkv(&l.qkv.forward(&x), heads, d)
-            };
-            let a = attention(&q, &k, &v, &keep, attn_p)
-                .transpose(1, 2)
-                .reshape([b, t, heads * d]);
-            x = self.layer_norm(&(drop(l.attn_out.forward(&a)) + &x), &l.attn_norm);
-            let ff = drop(l.down.forward(&self.act(&l.up.forward(&x))));
-            x = self.layer_norm(&(ff + &x), &l.out_norm);
-        }
-        Ok(x)
+            x
+        })
     }
 }
 
-/// Self-attention of a fused q/k/v product y (B, T, 3·heads·d) under the key mask (B, 1, 1, T),
-/// as rows (B·T, heads·d). libtorch's CPU flash kernel is 1.5–2× slower per FLOP on a short
-/// length that is not a multiple of 16 (one thread, 32×12 heads of 32: T = 28 takes 2.09 ms in
-/// bf16, T = 32 1.03 ms; f32 1.73 / 1.05 ms): short batches are padded to one (zero rows,
-/// masked keys) and the extra query rows dropped.
-fn attend_padded(y: &Tensor, keep: &Tensor, heads: i64, d: i64) -> Tensor {
-    let size = y.size();
-    let (b, t) = (size[0], size[1]);
-    let tp = if t < 64 { (t + 15) / 16 * 16 } else { t };
-    let (y, keep) = if tp == t {
-        (y.shallow_clone(), keep.shallow_clone())
-    } else {
-        let yp = Tensor::zeros([b, tp, size[2]], (y.kind(), y.device()));
-        yp.narrow(1, 0, t).copy_(y);
-        let kp = Tensor::zeros([b, 1, 1, tp], (Kind::Bool, y.device()));
-        kp.narrow(3, 0, t).copy_(keep);
-        (yp, kp)
-    };
-    let (q, k, v) = split_qkv(&y, heads, d);
-    attention(&q, &k, &v, &keep, 0.0)
-        .transpose(1, 2)
-        .narrow(1, 0, t)
-        .reshape([b * t, heads * d])
+/// Keys that are padding are never attended: the attention mask (B, T) as (B, 1, 1, T) bools.
+fn key_mask(mask: &Tensor, b: i64, t: i64) -> Tensor {
+    mask.to_kind(Kind::Bool).view([b, 1, 1, t])
 }
 
 /// A fused q/k/v product (B, T, 3·heads·d) as three (B, heads, T, d) views.
