@@ -24,12 +24,36 @@ pub fn tokenize_checked(tok: &tokenizers::Tokenizer, text: &str) -> Result<(Vec<
     Ok((e.get_ids().to_vec(), !e.get_overflowing().is_empty()))
 }
 
-/// Token ids of each text (special tokens included, truncated as `tok` is set).
-pub fn token_ids<S: AsRef<str>>(tok: &tokenizers::Tokenizer, texts: &[S]) -> Result<Vec<Vec<u32>>> {
-    texts
-        .iter()
-        .map(|t| tokenize_checked(tok, t.as_ref()).map(|(ids, _)| ids))
-        .collect()
+/// Token ids of each text (special tokens included, truncated as `tok` is set); many texts are
+/// split over as many threads as libtorch uses (the encoder's workers wait for them).
+pub fn token_ids<S: AsRef<str> + Sync>(
+    tok: &tokenizers::Tokenizer,
+    texts: &[S],
+) -> Result<Vec<Vec<u32>>> {
+    let run = |part: &[S]| -> Result<Vec<Vec<u32>>> {
+        part.iter()
+            .map(|t| tokenize_checked(tok, t.as_ref()).map(|(ids, _)| ids))
+            .collect()
+    };
+    let threads = tch::get_num_threads().max(1) as usize;
+    if threads < 2 || texts.len() < 256 {
+        return run(texts);
+    }
+    let parts: Vec<Result<Vec<Vec<u32>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = texts
+            .chunks(texts.len().div_ceil(threads))
+            .map(|part| s.spawn(move || run(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut ids = Vec::with_capacity(texts.len());
+    for part in parts {
+        ids.extend(part?);
+    }
+    Ok(ids)
 }
 
 #[derive(Debug)]
@@ -79,12 +103,12 @@ impl Encoder {
     }
 
     /// Token ids of each text, with special tokens, truncated to `max_length`.
-    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
+    pub fn tokenize<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>> {
         token_ids(&self.tokenizer, texts)
     }
 
     /// One embedding per text (normalised when the folder says so).
-    pub fn encode<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+    pub fn encode<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts)?;
         self.encode_ids(&ids, self.head.normalize)
     }
@@ -197,7 +221,7 @@ impl Encoder {
     }
 
     /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).
-    pub fn encode_queries<S: AsRef<str>>(
+    pub fn encode_queries<S: AsRef<str> + Sync>(
         &self,
         queries: &[S],
         instruction: &str,
