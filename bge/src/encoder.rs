@@ -2,7 +2,7 @@
 //! length (longest first, so padding is small), run BERT, pool, normalise. Query instructions
 //! are prefixes, as FlagEmbedding adds them.
 
-use crate::bert::Bert;
+use crate::bert::{Bert, CpuPlan};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::pooling::Head;
@@ -65,6 +65,10 @@ pub struct Encoder {
     pub max_length: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
+    /// The CPU plan of `bert` (see [`Bert::cpu_plan`]) with the weights' version counters it
+    /// was built from: kept while they stand, rebuilt once an in-place update (fine-tuning)
+    /// moves one.
+    plan: std::sync::Mutex<Option<(Vec<i64>, std::sync::Arc<CpuPlan>)>>,
 }
 
 impl Encoder {
@@ -99,6 +103,7 @@ impl Encoder {
             head,
             max_length,
             batch_size: 32,
+            plan: Default::default(),
         })
     }
 
@@ -128,17 +133,16 @@ impl Encoder {
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         let threads = tch::get_num_threads().max(1) as usize;
-        // The CPU path prepares the weights once for the whole run (see `Bert::cpu_plan`).
-        let tokens: usize = ids.iter().map(Vec::len).sum();
-        let plan = self.bert.cpu_plan(tokens >= PACK_TOKENS);
+        let plan = self.cpu_plan();
         let run = Run {
             head: &self.head,
             max_length: self.max_length,
             ids,
             normalize,
-            plan: plan.as_ref(),
+            plan: plan.as_deref(),
         };
-        let flats = if plan.is_some() && threads > 1 && chunks.len() > 1 {
+        let cpu = self.bert.device() == tch::Device::Cpu;
+        let flats = if cpu && threads > 1 && chunks.len() > 1 {
             self.encode_on_workers(&run, &chunks, threads)
         } else {
             chunks.iter().map(|c| run.embed(&self.bert, c)).collect()
@@ -202,6 +206,30 @@ impl Encoder {
             .collect()
     }
 
+    /// The model's CPU plan, built on first use and again after its weights changed; `None`
+    /// where the model has none (CUDA, another activation or kind).
+    fn cpu_plan(&self) -> Option<std::sync::Arc<CpuPlan>> {
+        if self.bert.device() != tch::Device::Cpu {
+            return None;
+        }
+        let versions: Vec<i64> = self
+            .bert
+            .parameters()
+            .iter()
+            .map(|(_, t)| t.internal_version())
+            .collect();
+        // A poisoned lock only means a panic elsewhere while it was held: the cache is rebuilt.
+        let mut cached = self.plan.lock().unwrap_or_else(|p| p.into_inner());
+        match &*cached {
+            Some((v, plan)) if *v == versions => Some(plan.clone()),
+            _ => {
+                let plan = std::sync::Arc::new(self.bert.cpu_plan()?);
+                *cached = Some((versions, plan.clone()));
+                Some(plan)
+            }
+        }
+    }
+
     /// Token ids (B, T) padded to the longest row (on CUDA, to a multiple of 16 within
     /// `max_length`) and the attention mask (B, T), on the model's device.
     pub fn batch(&self, rows: &[&[u32]]) -> (Tensor, Tensor) {
@@ -217,7 +245,7 @@ impl Encoder {
         normalize: bool,
         train: bool,
     ) -> Result<Tensor> {
-        pooled(&self.bert, &self.head, ids, mask, normalize, train)
+        pooled(&self.bert, None, &self.head, ids, mask, normalize, train)
     }
 
     /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).
@@ -242,22 +270,22 @@ fn batch(bert: &Bert, max_length: usize, rows: &[&[u32]]) -> (Tensor, Tensor) {
     crate::bert::pad_rows_to(rows, pad, device, width)
 }
 
-/// [`Encoder::embed`] through `bert` and `head`.
+/// [`Encoder::embed`] through `bert` (by `plan` when given: inference on the CPU) and `head`.
 fn pooled(
     bert: &Bert,
+    plan: Option<&CpuPlan>,
     head: &Head,
     ids: &Tensor,
     mask: &Tensor,
     normalize: bool,
     train: bool,
 ) -> Result<Tensor> {
-    let h = bert.forward_t(ids, None, mask, train)?;
+    let h = match plan {
+        Some(plan) => bert.forward_planned(plan, ids, mask)?,
+        None => bert.forward_t(ids, None, mask, train)?,
+    };
     Ok(head.pool(&h, mask, normalize))
 }
-
-/// Tokens in one encoding run from which the CPU plan packs the weights (see
-/// `Bert::cpu_plan`): packing costs about a product of 1,000 rows.
-const PACK_TOKENS: usize = 4096;
 
 /// What every batch of one [`Encoder::encode_ids`] run shares.
 struct Run<'a> {
@@ -265,7 +293,7 @@ struct Run<'a> {
     max_length: usize,
     ids: &'a [Vec<u32>],
     normalize: bool,
-    plan: Option<&'a crate::bert::CpuPlan>,
+    plan: Option<&'a CpuPlan>,
 }
 
 impl Run<'_> {
@@ -275,11 +303,15 @@ impl Run<'_> {
         let rows: Vec<&[u32]> = chunk.iter().map(|&i| self.ids[i].as_slice()).collect();
         let (ids, mask) = batch(bert, self.max_length, &rows);
         let out = tch::no_grad(|| {
-            let h = match self.plan {
-                Some(plan) => bert.forward_planned(plan, &ids, &mask)?,
-                None => bert.forward(&ids, &mask)?,
-            };
-            Ok::<_, Error>(self.head.pool(&h, &mask, self.normalize))
+            pooled(
+                bert,
+                self.plan,
+                self.head,
+                &ids,
+                &mask,
+                self.normalize,
+                false,
+            )
         })?
         .to_device(tch::Device::Cpu);
         Vec::<f32>::try_from(out.flatten(0, -1))

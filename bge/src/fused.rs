@@ -375,6 +375,10 @@ pub fn floats(t: &Tensor) -> Vec<f32> {
 pub(crate) unsafe fn elems_mut<E>(t: &mut Tensor) -> &mut [E] {
     assert!(t.device() == tch::Device::Cpu && t.is_contiguous());
     let n = t.numel() * t.kind().elt_size_in_bytes() / std::mem::size_of::<E>();
+    if n == 0 {
+        // An empty tensor's data pointer may be null, which no slice may hold.
+        return &mut [];
+    }
     // SAFETY: contiguous CPU storage of n elements of E (the caller's promise).
     unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut E, n) }
 }
@@ -384,6 +388,9 @@ pub(crate) unsafe fn elems_mut<E>(t: &mut Tensor) -> &mut [E] {
 pub(crate) unsafe fn elems<E>(t: &Tensor) -> &[E] {
     assert!(t.device() == tch::Device::Cpu && t.is_contiguous());
     let n = t.numel() * t.kind().elt_size_in_bytes() / std::mem::size_of::<E>();
+    if n == 0 {
+        return &[];
+    }
     // SAFETY: as above.
     unsafe { std::slice::from_raw_parts(t.data_ptr() as *const E, n) }
 }

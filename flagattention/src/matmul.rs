@@ -149,8 +149,14 @@ fn product(
     }
 }
 
-/// [`matmul`] through the `gemm` crate, one 12-row group and one panel at a time; the
-/// operands are checked by the caller.
+/// Depth of one `gemm` call in [`fallback`]: each call sums its products from zero before
+/// adding them to c, so sums over the head dim (128 products of scores with std 4 inputs) are
+/// four partial sums instead of one running sum: rounding error within FlagAttention's bound
+/// (2× libtorch's) on AVX2, where one running sum went past it.
+const KC: usize = 32;
+
+/// [`matmul`] through the `gemm` crate, one 12-row group, one panel and [`KC`] of the depth at
+/// a time; the operands are checked by the caller.
 #[allow(clippy::too_many_arguments)]
 fn fallback(
     c: &mut [f32],
@@ -166,31 +172,34 @@ fn fallback(
         let rows = MR.min(m - i0);
         for jp in 0..n.div_ceil(NR) {
             let cols = NR.min(n - jp * NR);
-            // SAFETY: every element the kernel reads or writes lies inside the slices (checked
-            // above: the furthest index of each operand is below its length), and `c` is not
-            // aliased.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    cols,
-                    k,
-                    c.as_mut_ptr().add(i0 * ldc + jp * NR),
-                    1,
-                    ldc as isize,
-                    accumulate,
-                    a.data.as_ptr().add(g * a.gs),
-                    a.cs as isize,
-                    a.rs as isize,
-                    b.data.as_ptr().add(jp * b.ps),
-                    1,
-                    b.ld as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+            for k0 in (0..k).step_by(KC) {
+                let depth = KC.min(k - k0);
+                // SAFETY: every element the kernel reads or writes lies inside the slices
+                // (checked above: the furthest index of each operand is below its length), and
+                // `c` is not aliased.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        cols,
+                        depth,
+                        c.as_mut_ptr().add(i0 * ldc + jp * NR),
+                        1,
+                        ldc as isize,
+                        accumulate || k0 > 0,
+                        a.data.as_ptr().add(g * a.gs + k0 * a.cs),
+                        a.cs as isize,
+                        a.rs as isize,
+                        b.data.as_ptr().add(jp * b.ps + k0 * b.ld),
+                        1,
+                        b.ld as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
-//! BERT inference on the CPU with its weights prepared once per encoding run ([`CpuPlan`]):
-//! the products through MKL with packed weights (`mkl.rs`), each followed by one fused pass
-//! (`fused.rs`) instead of libtorch's bias copy, activation, residual add and LayerNorm. What
-//! the encoder runs on the CPU; training, CUDA and the server take [`Bert::forward_t`].
+//! BERT inference on the CPU with its weights prepared once ([`CpuPlan`]): the products
+//! through MKL with packed weights (`mkl.rs`), each followed by one fused pass (`fused.rs`)
+//! instead of libtorch's bias copy, activation, residual add and LayerNorm. What the encoder
+//! (and so the server's embedding routes) runs on the CPU; training, CUDA, bge-m3's heads and
+//! the rerankers take [`Bert::forward_t`].
 //!
 //! A bf16 model on a CPU without bf16 arithmetic (no AVX-512 BF16: libtorch's bf16 products
 //! there run a generic kernel at ~5 GFLOP/s per core) keeps bf16 values, rounded where the
@@ -96,11 +97,11 @@ fn native_bf16() -> bool {
 
 impl Bert {
     /// The plan for this model on the CPU, or `None` where [`Bert::forward_planned`] does not
-    /// apply (another device, kind or activation than erf GELU). `pack`: pack the weights
-    /// for MKL, worth its one pass over them when the run has many rows (packing MiniLM takes
-    /// about what 1,000 rows of products take); a bf16 model without bf16 arithmetic packs
-    /// whatever `pack` says, its products being otherwise ~20× slower.
-    pub fn cpu_plan(&self, pack: bool) -> Option<CpuPlan> {
+    /// apply (another device, kind or activation than erf GELU). Where libtorch carries MKL,
+    /// f32 weights are packed for it, and so are f32 copies of bf16 weights on a CPU without
+    /// bf16 arithmetic; MKL's packed copy is the matrix plus ~5–7 MB. Without MKL, products
+    /// go through libtorch's `mm` (bf16 ones through its bf16 kernels).
+    pub fn cpu_plan(&self) -> Option<CpuPlan> {
         if self.device() != tch::Device::Cpu || self.config.hidden_act != "gelu" {
             return None;
         }
@@ -111,11 +112,7 @@ impl Bert {
             Kind::BFloat16 => Storage::Bf16,
             _ => return None,
         };
-        let pack = match storage {
-            Storage::F32 => pack && mkl,
-            Storage::Bf16InF32 => true,
-            Storage::Bf16 => false,
-        };
+        let pack = storage != Storage::Bf16 && mkl;
         let h = self.config.hidden_size;
         let fl = |t: &Tensor| t.to_kind(Kind::Float);
         let layers = self
@@ -144,7 +141,8 @@ impl Bert {
         Some(CpuPlan { storage, layers })
     }
 
-    /// [`Bert::forward`] (inference) through `plan`, a [`Bert::cpu_plan`] of this model.
+    /// [`Bert::forward`] (inference) through `plan`, a [`Bert::cpu_plan`] of this model;
+    /// positions the mask drops hold zeros.
     pub fn forward_planned(&self, plan: &CpuPlan, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         assert_eq!(plan.layers.len(), self.layers.len(), "a plan of this model");
         let x = self.embed(ids, None, false)?;
@@ -166,6 +164,10 @@ impl Bert {
         // padding to the longest text is 5-6 % of the rows of disfl_qa's length-sorted
         // batches of 32. Attention alone needs the (B, T) layout.
         let tokens = Tokens::new(mask, b, t);
+        let out = Tensor::zeros([b * t, h], (self.word.kind(), tch::Device::Cpu));
+        if tokens.padded_rows.is_empty() {
+            return Ok(out.view([b, t, h]));
+        }
         // Exact for bf16 held in f32; contiguous, as the passes and products need.
         let mut x = x
             .view([b * t, h])
@@ -185,7 +187,7 @@ impl Bert {
             let a = tokens.attend(&y, heads, d);
             x = self.after_attention(l, p, s, &a, &x);
         }
-        let mut out = Tensor::zeros([b * t, h], (self.word.kind(), tch::Device::Cpu));
+        let mut out = out;
         let _ = out.index_copy_(0, &tokens.real, &x.to_kind(self.word.kind()));
         Ok(out.view([b, t, h]))
     }
@@ -250,7 +252,7 @@ struct Tokens {
     /// are padded to one (masked keys).
     tp: i64,
     /// Where each text's tokens start among the rows and how many there are, for batches of
-    /// long texts (T ≥ 64) padded on the right: attention then runs text by text, unmasked,
+    /// long texts (T' ≥ 64) padded on the right: attention then runs text by text, unmasked,
     /// over its own length (disfl_qa's paragraph batches: 10 % fewer FLOPs than at the
     /// batch's longest), with no copy into the padded layout and back.
     texts: Option<Vec<(i64, i64)>>,
@@ -286,11 +288,11 @@ impl Tokens {
     /// Self-attention of a fused q/k/v product y (N, 3·heads·d) of the real tokens, as rows
     /// (N, heads·d).
     fn attend(&self, y: &Tensor, heads: i64, d: i64) -> Tensor {
-        let cols = y.size()[1];
-        let mut yp = Tensor::empty([self.b * self.tp, cols], (y.kind(), y.device()));
         if let Some(texts) = &self.texts {
             return attend_each(y, texts, heads, d);
         }
+        let cols = y.size()[1];
+        let mut yp = Tensor::empty([self.b * self.tp, cols], (y.kind(), y.device()));
         // One pass writing each row once, in Rust: the real tokens' rows copied, padding rows
         // zeroed (their values are masked, but must be finite). libtorch's zeros + index_copy_
         // (which moves an element at a time) were 2.4 % of an f32 encode's time.
@@ -308,7 +310,7 @@ impl Tokens {
             }
         }
         let (q, k, v) = split_qkv(&yp.view([self.b, self.tp, cols]), heads, d);
-        attention(&q, &k, &v, &self.keep, 0.0)
+        attention(&q, &k, &v, Some(&self.keep), 0.0)
             .transpose(1, 2)
             .reshape([self.b * self.tp, heads * d])
             .index_select(0, &self.real_padded)

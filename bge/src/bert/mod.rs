@@ -393,7 +393,7 @@ impl Bert {
             } else {
                 split_qkv(&l.qkv.forward(&x), heads, d)
             };
-            let a = attention(&q, &k, &v, &keep, attn_p)
+            let a = attention(&q, &k, &v, Some(&keep), attn_p)
                 .transpose(1, 2)
                 .reshape([b, t, heads * d]);
             x = self.layer_norm(&(drop(l.attn_out.forward(&a)) + &x), &l.attn_norm);
@@ -479,7 +479,7 @@ fn split_qkv(y: &Tensor, heads: i64, d: i64) -> (Tensor, Tensor, Tensor) {
 }
 
 /// libtorch's scaled dot-product attention (B, heads, T, d), padding keys masked out by
-/// `keep` (B, 1, 1, T), with dropout `p`.
-fn attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: &Tensor, p: f64) -> Tensor {
-    Tensor::scaled_dot_product_attention(q, k, v, Some(keep), p, false, None, false)
+/// `keep` (B, 1, 1, T) when given, with dropout `p`.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: Option<&Tensor>, p: f64) -> Tensor {
+    Tensor::scaled_dot_product_attention(q, k, v, keep, p, false, None, false)
 }
