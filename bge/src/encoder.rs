@@ -223,7 +223,7 @@ impl Encoder {
         match &*cached {
             Some((v, plan)) if *v == versions => Some(plan.clone()),
             _ => {
-                let plan = std::sync::Arc::new(self.bert.cpu_plan()?);
+                let plan = std::sync::Arc::new(self.bert.cpu_plan(true)?);
                 *cached = Some((versions, plan.clone()));
                 Some(plan)
             }

@@ -153,7 +153,7 @@ fn bf16_plan_matches_libtorch_bf16() {
     let ids = enc.tokenize(&sentences()).unwrap();
     let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let (i, m) = enc.batch(&rows);
-    let plan = enc.bert.cpu_plan().unwrap();
+    let plan = enc.bert.cpu_plan(true).unwrap();
     eprintln!("{plan:?}");
     let (ours, theirs) = tch::no_grad(|| {
         (

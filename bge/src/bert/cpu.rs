@@ -97,15 +97,16 @@ fn native_bf16() -> bool {
 
 impl Bert {
     /// The plan for this model on the CPU, or `None` where [`Bert::forward_planned`] does not
-    /// apply (another device, kind or activation than erf GELU). Where libtorch carries MKL,
-    /// f32 weights are packed for it, and so are f32 copies of bf16 weights on a CPU without
-    /// bf16 arithmetic; MKL's packed copy is the matrix plus ~5–7 MB. Without MKL, products
-    /// go through libtorch's `mm` (bf16 ones through its bf16 kernels).
-    pub fn cpu_plan(&self) -> Option<CpuPlan> {
+    /// apply (another device, kind or activation than erf GELU). With `pack` (what the encoder
+    /// asks) and where libtorch carries MKL, f32 weights are packed for it, and so are f32
+    /// copies of bf16 weights on a CPU without bf16 arithmetic; MKL's packed copy is the matrix
+    /// plus ~5–7 MB. Otherwise products go through libtorch's `mm` (bf16 ones through its bf16
+    /// kernels).
+    pub fn cpu_plan(&self, pack: bool) -> Option<CpuPlan> {
         if self.device() != tch::Device::Cpu || self.config.hidden_act != "gelu" {
             return None;
         }
-        let mkl = crate::mkl::available();
+        let mkl = pack && crate::mkl::available();
         let storage = match self.word.kind() {
             Kind::Float => Storage::F32,
             Kind::BFloat16 if mkl && !native_bf16() => Storage::Bf16InF32,
