@@ -122,7 +122,10 @@ fn local_loglikelihood_is_flagscales_token_logprobs() {
     let all = ids("Two plus two equals four, as everyone knows");
     let lps = flagscale::generate::token_logprobs(&model, &all).unwrap();
     let want: f64 = lps[ctx.len() - 1..].iter().sum();
-    assert!((got[2].0 - want).abs() < 1e-4, "{} vs {want}", got[2].0);
+    // f32 forwards of other batch shapes take other GEMM kernels and round differently: 1.2e-4
+    // apart on an AVX2 machine (MKL), within 1e-4 on an AVX-512 one; a batching or padding
+    // mistake moves the sum by whole units.
+    assert!((got[2].0 - want).abs() < 5e-4, "{} vs {want}", got[2].0);
     assert!(got.iter().all(|(l, _)| l.is_finite() && *l < 0.0));
     assert!(got[0].1, "Paris is SmolLM2's greedy continuation");
 
