@@ -160,10 +160,10 @@ impl Encoder {
 
     /// Batches on the CPU by `threads` workers, each running libtorch on one thread and
     /// taking the next batch when done. libtorch's own threads fork and join at every
-    /// operator (hundreds per batch), and on one thread the forward runs its fused passes
-    /// (`fused.rs`): on 2 cores, disfl_qa's mixed questions and paragraphs embed at 235 f32 /
-    /// 620 bf16 sentences/s against 186 / 519 one batch at a time on both threads (`bge
-    /// bench`, MiniLM, batch size 32). The batch size stays what the caller asked for.
+    /// operator (hundreds per batch). Measured on 2 Sapphire Rapids cores before the CPU plan
+    /// (`bert/cpu.rs`): disfl_qa's mixed questions and paragraphs embedded at 235 f32 / 620
+    /// bf16 sentences/s against 186 / 519 one batch at a time on both threads (`bge bench`,
+    /// MiniLM, batch size 32). The batch size stays what the caller asked for.
     fn encode_on_workers(
         &self,
         run: &Run<'_>,
