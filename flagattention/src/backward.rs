@@ -9,7 +9,7 @@ use crate::dropout::Dropout;
 use crate::dtype::Float;
 use crate::forward::{key_block, query_block, Attention, Options};
 use crate::mask::{reach, Band};
-use crate::matmul::{matmul, Lhs};
+use crate::matmul::{dots, matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
 use crate::scratch::Buf;
@@ -204,7 +204,7 @@ impl Ctx<'_> {
                     self.scores
                         .probabilities(&mut s, &mut spare, ld, bh, rows, keys, lse);
                     let (a, b) = (self.do_lhs.from(bh, r0), self.vt.from(kv, c0));
-                    matmul(&mut dp, ld, r, c, d, a, b, false);
+                    dots(&mut dp, ld, r, c, d, a, b);
                     // dS = P ∘ (dP − D)·scale, dP taken through the dropout mask; then P
                     // itself through it, for dV.
                     let rows = s.chunks_mut(ld).zip(dp.chunks_mut(ld)).take(r);

@@ -5,7 +5,7 @@
 use crate::dropout::Dropout;
 use crate::dtype::Float;
 use crate::mask::{first_seeing, reach, Band};
-use crate::matmul::{matmul, matmul_colmax, Lhs, MR, NR};
+use crate::matmul::{dots, matmul, matmul_colmax, Lhs, MR, NR};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::padded;
 use crate::shape::{check, Dims};
@@ -215,7 +215,7 @@ impl<'a> Ctx<'a> {
         let Dims { m, n, d, .. } = self.dims;
         let product = |p: usize, out: &mut [f32]| {
             let (a, b) = (self.k[p].from(kv, c0), qt[p].from(0, 0));
-            matmul(out, ld, c, r, d, a, b, false)
+            dots(out, ld, c, r, d, a, b)
         };
         let first = |j: usize| first_seeing(c0 + j, r0, r, m, n, self.opts.causal);
         match self.band {

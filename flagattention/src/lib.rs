@@ -14,6 +14,8 @@
 //! serve decoding.
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod backward;
 mod dropout;

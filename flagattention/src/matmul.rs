@@ -1,6 +1,7 @@
 //! A safe face on the matrix-product kernels: our AVX-512 one (`avx512.rs`) where the CPU has
-//! it, else the `gemm` crate's (AVX2 / SSE, dispatched at run time, one panel at a time):
-//! c = [c +] a·b with a by any strides and b in column panels, bounds checked up front.
+//! it, our AVX2 + FMA one (`avx2.rs`) where it has that, else the `gemm` crate's (SSE, or
+//! other architectures; one panel at a time): c = [c +] a·b with a by any strides and b in
+//! column panels, bounds checked up front.
 
 /// Columns per panel of the right operand (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
@@ -77,7 +78,8 @@ impl<'a> Rhs<'a> {
     }
 }
 
-/// c (m×n, row stride `ldc`) = [c +] a (m×k) · b (k×n).
+/// c (m×n, row stride `ldc`) = [c +] a (m×k) · b (k×n), for sums over rows or keys (their
+/// callers add block results up across blocks).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     c: &mut [f32],
@@ -89,10 +91,30 @@ pub(crate) fn matmul(
     b: Rhs<'_>,
     accumulate: bool,
 ) {
-    product(c, ldc, (m, n, k), a, b, accumulate, None)
+    product(c, ldc, (m, n, k), a, b, accumulate, None, usize::MAX)
 }
 
-/// c = a·b as [`matmul`] does, and `colmax_j = max(colmax_j, max_i c_ij)` (NaNs passed
+/// Depth of the partial sums in products over the head dim ([`dots`]).
+const DOT_CHUNK: usize = 32;
+
+/// c = a·b as [`matmul`] does, for sums over the head dim (scores and dP): summed in
+/// [`DOT_CHUNK`]-term partial sums on AVX2, whose one running sum over 128 products of
+/// std-4 inputs went past FlagAttention's bound (2× libtorch's error) for o and dk. Chunking
+/// every product instead costs 7 % of the kernel's speed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dots(
+    c: &mut [f32],
+    ldc: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+) {
+    product(c, ldc, (m, n, k), a, b, false, None, DOT_CHUNK)
+}
+
+/// c = a·b as [`dots`] does, and `colmax_j = max(colmax_j, max_i c_ij)` (NaNs passed
 /// over) for j < n, taken from the kernel's registers rather than by another pass over c.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_colmax(
@@ -105,9 +127,13 @@ pub(crate) fn matmul_colmax(
     b: Rhs<'_>,
     colmax: &mut [f32],
 ) {
-    product(c, ldc, (m, n, k), a, b, false, Some(colmax))
+    product(c, ldc, (m, n, k), a, b, false, Some(colmax), DOT_CHUNK)
 }
 
+/// `chunk`: the depth of the AVX2 kernel's partial sums (the AVX-512 kernel keeps one running
+/// sum: it met the bound on the AVX-512 machine it was measured on; the `gemm` fallback
+/// always sums in [`KC`] chunks).
+#[allow(clippy::too_many_arguments)]
 fn product(
     c: &mut [f32],
     ldc: usize,
@@ -116,6 +142,7 @@ fn product(
     b: Rhs<'_>,
     accumulate: bool,
     colmax: Option<&mut [f32]>,
+    chunk: usize,
 ) {
     assert!(
         (m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len()))
@@ -135,6 +162,16 @@ fn product(
         unsafe { crate::avx512::matmul(m, n, k, a, b, c.as_mut_ptr(), ldc, accumulate, top) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if k > 0 && has_avx2() {
+        let top = colmax.map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
+        // SAFETY: AVX2 and FMA are present (checked just above); every element addressed lies
+        // inside its slice (checked at the top), and nothing is aliased.
+        unsafe {
+            crate::avx2::matmul((m, n, k), a, b, c.as_mut_ptr(), ldc, accumulate, top, chunk)
+        };
+        return;
+    }
     match k {
         0 if !accumulate => c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0)),
         0 => {}
@@ -149,10 +186,15 @@ fn product(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Depth of one `gemm` call in [`fallback`]: each call sums its products from zero before
 /// adding them to c, so sums over the head dim (128 products of scores with std 4 inputs) are
 /// four partial sums instead of one running sum: rounding error within FlagAttention's bound
-/// (2× libtorch's) on AVX2, where one running sum went past it.
+/// (2× libtorch's) where the `gemm` crate's own summation order went past it.
 const KC: usize = 32;
 
 /// [`matmul`] through the `gemm` crate, one 12-row group, one panel and [`KC`] of the depth at
@@ -223,6 +265,8 @@ mod tests {
             (29, 70, 40),
             (64, 64, 64),
             (5, 17, 3),
+            (18, 24, 5),
+            (6, 8, 2),
         ] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.below(7) as f32 - 3.0).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.below(7) as f32 - 3.0).collect();
@@ -264,11 +308,42 @@ mod tests {
             let rhs = [b_rows, Rhs::panels(&b_panels, k)];
             for (la, rb) in lhs.iter().flat_map(|l| rhs.iter().map(move |r| (*l, *r))) {
                 let ldc = n + 1;
-                // The kernel this CPU picks, then the portable path.
+                // The portable path, the AVX2 kernel where the CPU has it (also on AVX-512
+                // CPUs, which would not pick it), then the kernel this CPU picks.
                 let mut c = vec![1f32; m * ldc];
                 fallback(&mut c, ldc, m, n, k, la, rb, true);
                 for x in 0..m * n {
                     assert_eq!(c[(x / n) * ldc + x % n], want[x] + 1.0, "fallback at {x}");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    let mut c = vec![1f32; m * ldc];
+                    let mut top = vec![-1.0f32; n];
+                    // SAFETY: AVX2 and FMA are present; the operands were built for these
+                    // sizes (`matmul` checks the same below).
+                    // Partial sums of 3 terms: chunks, a partial last one and c added.
+                    unsafe {
+                        crate::avx2::matmul(
+                            (m, n, k),
+                            la,
+                            rb,
+                            c.as_mut_ptr(),
+                            ldc,
+                            true,
+                            top.as_mut_ptr(),
+                            3,
+                        )
+                    };
+                    for x in 0..m * n {
+                        assert_eq!(c[(x / n) * ldc + x % n], want[x] + 1.0, "avx2 at {x}");
+                    }
+                    for j in 0..n {
+                        let best = (0..m)
+                            .map(|i| want[i * n + j] + 1.0)
+                            .fold(-1.0f32, f32::max);
+                        assert_eq!(top[j], best, "avx2 column {j}");
+                    }
+                    assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
                 }
                 let mut c = vec![1f32; m * ldc];
                 matmul(&mut c, ldc, m, n, k, la, rb, true);

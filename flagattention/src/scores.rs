@@ -2,7 +2,7 @@
 //! block at a time, for the passes that run after the forward (backward, total attention).
 
 use crate::mask::{visible, Band};
-use crate::matmul::matmul;
+use crate::matmul::dots;
 use crate::pack::{LhsPack, RhsT};
 use crate::shape::Dims;
 use crate::vexp::exp_affine;
@@ -54,7 +54,7 @@ impl Scores {
         let kv = self.dims.kv_head(bh);
         let product = |p: usize, out: &mut [f32]| {
             let (a, b) = (self.q[p].from(bh, r0), self.kt[p].from(kv, c0));
-            matmul(out, ld, r, c, d, a, b, false)
+            dots(out, ld, r, c, d, a, b)
         };
         match self.band {
             None => product(0, s),
