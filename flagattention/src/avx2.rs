@@ -199,3 +199,80 @@ impl Tile {
         }
     }
 }
+
+/// [`crate::pack`]'s interleave by 8×8 transposes in registers: per group of `W` rows (of
+/// `d`), each group stored column by column, zero past the last row; columns past the last
+/// multiple of 8 one at a time.
+///
+/// # Safety
+/// The CPU must have AVX2; `W` must be a multiple of 4 and `dst` must hold
+/// `src.len().div_ceil(W·d)·W·d` elements.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
+    debug_assert!(W.is_multiple_of(4));
+    let c8 = d / 8 * 8;
+    for (rows, out) in src.chunks(W * d).zip(dst.chunks_exact_mut(W * d)) {
+        let h = rows.len() / d;
+        for r0 in (0..W).step_by(8) {
+            let nr = (W - r0).min(8);
+            for c0 in (0..c8).step_by(8) {
+                let mut v = [_mm256_setzero_ps(); 8];
+                for (i, x) in v.iter_mut().enumerate().take(nr.min(h.saturating_sub(r0))) {
+                    let row = &rows[(r0 + i) * d + c0..][..8];
+                    // SAFETY: `row` holds the 8 values read.
+                    *x = unsafe { _mm256_loadu_ps(row.as_ptr()) };
+                }
+                let v = transpose8(v);
+                for (c, col) in v.iter().enumerate() {
+                    let o = &mut out[(c0 + c) * W + r0..][..nr];
+                    // SAFETY: `o` holds the nr (8 or 4) values written.
+                    unsafe {
+                        match nr {
+                            8 => _mm256_storeu_ps(o.as_mut_ptr(), *col),
+                            _ => _mm_storeu_ps(o.as_mut_ptr(), _mm256_castps256_ps128(*col)),
+                        }
+                    }
+                }
+            }
+        }
+        for c in c8..d {
+            for (j, x) in out[c * W..][..W].iter_mut().enumerate() {
+                *x = if j < h { rows[j * d + c] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The transpose of an 8×8 block held as 8 row vectors.
+#[target_feature(enable = "avx2,fma")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let t: [__m256; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        match i % 2 {
+            0 => _mm256_unpacklo_ps(a, b),
+            _ => _mm256_unpackhi_ps(a, b),
+        }
+    });
+    // t[0] = r0,r1 interleaved low halves of each 128-bit lane, t[1] the high; t[2], t[3]
+    // for r2, r3; and so on. Now pairs of pairs: columns 4k..4k+4 of four rows per lane.
+    let u = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    [
+        _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+        _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+        _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+        _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+        _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+        _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+        _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+        _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+    ]
+}

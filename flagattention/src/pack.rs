@@ -172,6 +172,12 @@ fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
         // packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx512::interleave::<W>(src, dst, d) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 is present (checked just above); W is MR or NR (multiples of 4) and
+        // `dst` is a head's packed part, a whole number of groups covering `src`.
+        return unsafe { crate::avx2::interleave::<W>(src, dst, d) };
+    }
     interleave_portable::<W>(src, dst, d)
 }
 
@@ -253,22 +259,38 @@ mod tests {
                 }
             }
         }
-        // The portable interleave gives what the kernel's does.
-        for w in [MR, NR] {
+        // The portable interleave gives what the kernels' do (AVX2's where the CPU has it,
+        // also on AVX-512 CPUs), with a tail of columns past a multiple of 8 (d = 20).
+        for (d, w) in [(d, MR), (d, NR), (20, MR), (20, NR)] {
             let size = t.div_ceil(w) * w * d;
-            let (mut a, mut b) = (vec![f32::NAN; size], vec![f32::NAN; size]);
             let src = &rows[..t * d];
-            match w {
-                MR => {
-                    interleave::<MR>(src, &mut a, d);
-                    interleave_portable::<MR>(src, &mut b, d);
-                }
-                _ => {
-                    interleave::<NR>(src, &mut a, d);
-                    interleave_portable::<NR>(src, &mut b, d);
-                }
+            let run = |f: &dyn Fn(&[f32], &mut [f32])| {
+                let mut out = vec![f32::NAN; size];
+                f(src, &mut out);
+                out
+            };
+            let (picked, portable) = match w {
+                MR => (
+                    run(&|s, o| interleave::<MR>(s, o, d)),
+                    run(&|s, o| interleave_portable::<MR>(s, o, d)),
+                ),
+                _ => (
+                    run(&|s, o| interleave::<NR>(s, o, d)),
+                    run(&|s, o| interleave_portable::<NR>(s, o, d)),
+                ),
+            };
+            assert_eq!(picked, portable, "d {d}, groups of {w}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: AVX2 is present; `out` holds whole groups covering `src`.
+                let avx2 = match w {
+                    MR => run(&|s, o| unsafe { crate::avx2::interleave::<MR>(s, o, d) }),
+                    _ => run(&|s, o| unsafe { crate::avx2::interleave::<NR>(s, o, d) }),
+                };
+                assert_eq!(avx2, portable, "AVX2, d {d}, groups of {w}");
             }
-            assert_eq!(a, b);
         }
     }
 }
