@@ -155,7 +155,7 @@ fn product(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if k > 0 && std::arch::is_x86_feature_detected!("avx512f") {
+    if k > 0 && wide_kernel() {
         let top = colmax.map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
         // SAFETY: AVX-512F is present (checked just above); every element addressed lies
         // inside its slice (checked at the top), and nothing is aliased.
@@ -184,6 +184,14 @@ fn product(
             }
         }
     }
+}
+
+/// Whether products run on the AVX-512 kernel (the block sizes were measured with it).
+pub(crate) fn wide_kernel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
