@@ -7,7 +7,7 @@
 
 use crate::dropout::Dropout;
 use crate::dtype::Float;
-use crate::forward::{key_block, Attention, Options, BR};
+use crate::forward::{key_block, query_block, Attention, Options, BR};
 use crate::mask::{reach, Band};
 use crate::matmul::{dots, matmul, Lhs};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
@@ -180,9 +180,13 @@ impl Ctx<'_> {
         let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
         let kb = key_block(opts);
         let ld = padded(kb);
-        // Query rows per tile: BR whatever the mask (the forward's 2·BR without it ran the
-        // backward 5 % slower with the AVX2 kernel, whose row tiles sweep every column).
-        let qb = BR;
+        // Query rows per tile: the forward's (measured with the AVX-512 kernel), or BR
+        // whatever the mask with the AVX2 kernel (2·BR without it ran the backward 5 %
+        // slower there: its row tiles sweep every column).
+        let qb = match crate::matmul::wide_kernel() {
+            true => query_block(opts),
+            false => BR,
+        };
         let (mut s, mut dp) = (vec![0f32; qb * ld], vec![0f32; qb * ld]);
         let mut spare = vec![0f32; if pairs > 1 { qb * ld } else { 0 }];
         let mut part = vec![0f32; qb.max(kb) * d];

@@ -138,9 +138,10 @@ fn finish<T>(
     }
 }
 
-/// Query rows per forward task: without the causal mask every task
-/// costs the same, and larger ones pack fewer query blocks and reuse each key block more;
-/// under it, smaller ones balance the threads better and waste less on the diagonal.
+/// Query rows per forward task (and per backward tile with the AVX-512 kernel): without the
+/// causal mask every task costs the same, and larger ones pack fewer query blocks and reuse
+/// each key block more; under it, smaller ones balance the threads better and waste less on
+/// the diagonal.
 pub(crate) fn query_block(opts: Options) -> usize {
     if opts.causal {
         BR
