@@ -17,14 +17,14 @@
 typedef __m512 vec;
 #define SET1 _mm512_set1_ps
 #define FMA _mm512_fmadd_ps
-#define FIRST(v) _mm512_cvtss_f32(v)
+#define STORE _mm512_storeu_ps
 #else
 #define CHAINS 12
 #define LANES 8
 typedef __m256 vec;
 #define SET1 _mm256_set1_ps
 #define FMA _mm256_fmadd_ps
-#define FIRST(v) _mm256_cvtss_f32(v)
+#define STORE _mm256_storeu_ps
 #endif
 
 #define STEPS 240000000L /* FMAs per thread, in groups of CHAINS */
@@ -43,9 +43,12 @@ static void *run(void *out) {
 #pragma GCC unroll 24
         for (int i = 0; i < CHAINS; i++) acc[i] = FMA(acc[i], b, c);
     }
-    float s = 0;
-    for (int i = 0; i < CHAINS; i++) s += FIRST(acc[i]);
-    *(float *)out = s; /* keeps the loop from being optimised away */
+    float s = 0, lanes[LANES];
+    for (int i = 0; i < CHAINS; i++) {
+        STORE(lanes, acc[i]);
+        for (int l = 0; l < LANES; l++) s += lanes[l];
+    }
+    *(float *)out = s; /* every lane used: keeps the loop vector and from being optimised away */
     return 0;
 }
 

@@ -83,6 +83,7 @@ pub(crate) unsafe fn matmul(
 /// The `vmaskmov` mask of the first `n` (≤ 8) lanes.
 #[inline(always)]
 fn lanes(n: usize) -> __m256i {
+    debug_assert!(n <= 8);
     const ONES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
     // SAFETY: 8 − n ≤ 8, so the eight values read lie inside ONES.
     unsafe { _mm256_loadu_si256(ONES.as_ptr().add(8 - n) as *const __m256i) }
@@ -169,15 +170,20 @@ impl Tile {
             }
             done += steps;
             if done == self.k {
-                self.merge_colmax(&acc, load, store);
+                // SAFETY: the closures are this tile's; `colmax` holds its columns.
+                unsafe { self.merge_colmax(&acc, load, store) };
             }
         }
     }
 
     /// Merges the tile's column maxima (of its final values `acc`) into `colmax`, if asked.
+    ///
+    /// # Safety
+    /// `load` and `store` must be [`Tile::run`]'s (masked as the tile's columns), and
+    /// `colmax`, when not null, must hold the tile's columns.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    fn merge_colmax<const R: usize>(
+    unsafe fn merge_colmax<const R: usize>(
         &self,
         acc: &[[__m256; 2]; R],
         load: impl Fn(*const f32, __m256i) -> __m256,
@@ -185,17 +191,16 @@ impl Tile {
     ) {
         let (m0, m1) = self.masks;
         if !self.colmax.is_null() {
-            // maxps returns its second operand when either is NaN: NaN products are passed
-            // over, as the separate maximum pass does.
-            let (mut top0, mut top1) = (acc[0][0], acc[0][1]);
-            for row in &acc[1..] {
+            // maxps returns its second operand when either is NaN: folding every row into
+            // the stored maxima passes NaN products over, as the separate maximum pass does.
+            let p = self.colmax;
+            let (mut top0, mut top1) = (load(p, m0), load(p.wrapping_add(8), m1));
+            for row in acc {
                 top0 = _mm256_max_ps(row[0], top0);
                 top1 = _mm256_max_ps(row[1], top1);
             }
-            let p = self.colmax;
-            let (old0, old1) = (load(p, m0), load(p.wrapping_add(8), m1));
-            store(p, m0, _mm256_max_ps(top0, old0));
-            store(p.wrapping_add(8), m1, _mm256_max_ps(top1, old1));
+            store(p, m0, top0);
+            store(p.wrapping_add(8), m1, top1);
         }
     }
 }
@@ -209,7 +214,7 @@ impl Tile {
 /// `src.len().div_ceil(W·d)·W·d` elements.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
-    debug_assert!(W.is_multiple_of(4));
+    const { assert!(W.is_multiple_of(4), "stores of 4 or 8 rows") };
     let c8 = d / 8 * 8;
     for (rows, out) in src.chunks(W * d).zip(dst.chunks_exact_mut(W * d)) {
         let h = rows.len() / d;

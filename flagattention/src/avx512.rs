@@ -142,20 +142,19 @@ impl Tile {
             }
         }
         if !self.colmax.is_null() {
-            // maxps returns its second operand when either is NaN: NaN products are passed
-            // over, as the separate maximum pass does.
-            let (mut top0, mut top1) = (acc[0][0], acc[0][1]);
-            for row in &acc[1..] {
-                top0 = _mm512_max_ps(row[0], top0);
-                top1 = _mm512_max_ps(row[1], top1);
-            }
+            // maxps returns its second operand when either is NaN: folding every row into
+            // the stored maxima passes NaN products over, as the separate maximum pass does.
             // SAFETY: the masked lanes are the tile's columns, inside `colmax`.
             unsafe {
                 let p = self.colmax;
-                let old0 = _mm512_maskz_loadu_ps(m0, p);
-                let old1 = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
-                _mm512_mask_storeu_ps(p, m0, _mm512_max_ps(top0, old0));
-                _mm512_mask_storeu_ps(p.wrapping_add(16), m1, _mm512_max_ps(top1, old1));
+                let mut top0 = _mm512_maskz_loadu_ps(m0, p);
+                let mut top1 = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
+                for row in &acc {
+                    top0 = _mm512_max_ps(row[0], top0);
+                    top1 = _mm512_max_ps(row[1], top1);
+                }
+                _mm512_mask_storeu_ps(p, m0, top0);
+                _mm512_mask_storeu_ps(p.wrapping_add(16), m1, top1);
             }
         }
         for (i, row) in acc.iter().enumerate() {

@@ -180,9 +180,9 @@ impl Ctx<'_> {
         let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
         let kb = key_block(opts);
         let ld = padded(kb);
-        // Query rows per tile: the forward's (measured with the AVX-512 kernel), or BR
-        // whatever the mask with the AVX2 kernel (2·BR without it ran the backward 5 %
-        // slower there: its row tiles sweep every column).
+        // Query rows per tile: the forward's (measured with the AVX-512 kernel), or without
+        // AVX-512 BR whatever the mask (2·BR without it ran the backward 5 % slower on the
+        // AVX2 kernel, whose row tiles sweep every column).
         let qb = match crate::matmul::wide_kernel() {
             true => query_block(opts),
             false => BR,

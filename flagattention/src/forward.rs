@@ -284,7 +284,7 @@ impl<'a> Ctx<'a> {
         // Keys per block: P·V reads the block's probabilities in place, transposed, one
         // cache line per step; at 96 keys those lines stay in L1, at 192 (the unmasked
         // block size, measured on the AVX-512 kernel) the AVX2 kernel ran P·V at 81 instead
-        // of 94 GFLOP/s.
+        // of 94 GFLOP/s. Without AVX-512 (the `gemm` fallback too), 96.
         let kb = match crate::matmul::wide_kernel() {
             true => key_block(opts),
             false => BC / 2,

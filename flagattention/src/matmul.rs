@@ -352,6 +352,23 @@ mod tests {
                         assert_eq!(top[j], best, "avx2 column {j}");
                     }
                     assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
+                    // Overwriting c over several chunks (the first stored, the rest added).
+                    // SAFETY: as above.
+                    unsafe {
+                        crate::avx2::matmul(
+                            (m, n, k),
+                            la,
+                            rb,
+                            c.as_mut_ptr(),
+                            ldc,
+                            false,
+                            std::ptr::null_mut(),
+                            3,
+                        )
+                    };
+                    for x in 0..m * n {
+                        assert_eq!(c[(x / n) * ldc + x % n], want[x], "avx2 over c at {x}");
+                    }
                 }
                 let mut c = vec![1f32; m * ldc];
                 matmul(&mut c, ldc, m, n, k, la, rb, true);
@@ -378,6 +395,30 @@ mod tests {
                 // The column past n in each row is left alone.
                 assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
             }
+        }
+    }
+
+    /// A NaN product in a tile's first row is passed over by the column maxima, as in the
+    /// separate maximum pass: the other rows' maxima still count.
+    #[test]
+    fn column_maxima_pass_over_nan() {
+        let (m, n, k) = (13, 40, 2);
+        let mut a = vec![1f32; m * k];
+        a[0] = f32::NAN; // row 0: NaN in every column
+        let b: Vec<f32> = (0..k * n).map(|x| (x % n) as f32).collect();
+        let mut b_panels = vec![0f32; n.div_ceil(NR) * NR * k];
+        for kk in 0..k {
+            for j in 0..n {
+                b_panels[(j / NR) * NR * k + kk * NR + j % NR] = b[kk * n + j];
+            }
+        }
+        let mut c = vec![0f32; m * n];
+        let mut top = vec![f32::NEG_INFINITY; n];
+        let (la, rb) = (Lhs::rows(&a, k), Rhs::panels(&b_panels, k));
+        matmul_colmax(&mut c, n, m, n, k, la, rb, &mut top);
+        for (j, t) in top.iter().enumerate() {
+            assert_eq!(*t, 2.0 * j as f32, "column {j}");
+            assert!(c[j].is_nan());
         }
     }
 }

@@ -27,6 +27,10 @@ impl Buf {
     /// A buffer whose contents are left from earlier use (zero when fresh): for callers that
     /// write every element (zeroing a reused buffer first would be a pass for nothing).
     pub fn for_overwrite(len: usize) -> Buf {
+        if len == 0 {
+            // Not a free buffer held for nothing (every one would fit).
+            return Buf(Vec::new());
+        }
         // A poisoned lock only means a panic elsewhere: the list is still a list.
         let reused = {
             let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
