@@ -146,7 +146,6 @@ impl Bert {
     /// positions the mask drops hold zeros.
     pub fn forward_planned(&self, plan: &CpuPlan, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         assert_eq!(plan.layers.len(), self.layers.len(), "a plan of this model");
-        let x = self.embed(ids, None, false)?;
         if mask.size() != ids.size() {
             return Err(crate::Error::Invalid(format!(
                 "the attention mask has shape {:?}, the token ids {:?}",
@@ -154,6 +153,7 @@ impl Bert {
                 ids.size()
             )));
         }
+        let x = self.embed(ids, None, false)?;
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let (h, heads, d) = (
             self.config.hidden_size as i64,
