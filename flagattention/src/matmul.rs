@@ -94,13 +94,25 @@ pub(crate) fn matmul(
     product(c, ldc, (m, n, k), a, b, accumulate, None, usize::MAX)
 }
 
-/// Depth of the partial sums in products over the head dim ([`dots`]).
+/// Depth of the partial sums in products over a head dim above [`DOT_RUNNING`] ([`dots`]).
 const DOT_CHUNK: usize = 32;
+/// Head dims up to this keep one running sum: on AVX2 `tests/torch.rs`'s errors at D = 64
+/// are ≤ 0.38 of the bound (at D = 16, one chunk anyway, ≤ 0.69), and chunking costs the
+/// kernel 7 % on those products.
+const DOT_RUNNING: usize = 64;
 
-/// c = a·b as [`matmul`] does, for sums over the head dim (scores and dP): summed in
-/// [`DOT_CHUNK`]-term partial sums on AVX2, whose one running sum over 128 products of
-/// std-4 inputs went past FlagAttention's bound (2× libtorch's error) for o and dk. Chunking
-/// every product instead costs 7 % of the kernel's speed.
+fn dot_chunk(k: usize) -> usize {
+    match k <= DOT_RUNNING {
+        true => usize::MAX,
+        false => DOT_CHUNK,
+    }
+}
+
+/// c = a·b as [`matmul`] does, for sums over the head dim (scores and dP): above
+/// [`DOT_RUNNING`] summed in [`DOT_CHUNK`]-term partial sums on AVX2, whose one running sum
+/// over 128 products of std-4 inputs went past FlagAttention's bound (2× libtorch's error)
+/// for o (1.02× the bound). Forward and backward must sum the scores alike (the backward
+/// recomputes them against the forward's log-sum-exp).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dots(
     c: &mut [f32],
@@ -111,7 +123,7 @@ pub(crate) fn dots(
     a: Lhs<'_>,
     b: Rhs<'_>,
 ) {
-    product(c, ldc, (m, n, k), a, b, false, None, DOT_CHUNK)
+    product(c, ldc, (m, n, k), a, b, false, None, dot_chunk(k))
 }
 
 /// c = a·b as [`dots`] does, and `colmax_j = max(colmax_j, max_i c_ij)` (NaNs passed
@@ -127,7 +139,7 @@ pub(crate) fn matmul_colmax(
     b: Rhs<'_>,
     colmax: &mut [f32],
 ) {
-    product(c, ldc, (m, n, k), a, b, false, Some(colmax), DOT_CHUNK)
+    product(c, ldc, (m, n, k), a, b, false, Some(colmax), dot_chunk(k))
 }
 
 /// `chunk`: the depth of the AVX2 kernel's partial sums (the AVX-512 kernel keeps one running
