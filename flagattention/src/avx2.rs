@@ -139,13 +139,7 @@ impl Tile {
                 // SAFETY: one step of the inner dimension: inside both operands (masked lanes
                 // are not read).
                 unsafe {
-                    let (b0, b1) = match MASKED {
-                        true => (
-                            _mm256_maskload_ps(b, m0),
-                            _mm256_maskload_ps(b.wrapping_add(8), m1),
-                        ),
-                        false => (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))),
-                    };
+                    let (b0, b1) = (load(b, m0), load(b.wrapping_add(8), m1));
                     for (i, row) in acc.iter_mut().enumerate() {
                         let rs = if UNIT { 1 } else { self.a_rs };
                         let ai = _mm256_broadcast_ss(&*a.add(i * rs));

@@ -109,16 +109,6 @@ impl Tile {
     unsafe fn run<const R: usize, const MASKED: bool, const UNIT: bool>(&self) {
         let (m0, m1) = self.masks;
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        if self.accumulate {
-            for (i, row) in acc.iter_mut().enumerate() {
-                // SAFETY: row i's masked lanes lie inside c.
-                unsafe {
-                    let p = self.c.add(i * self.ldc);
-                    row[0] = _mm512_maskz_loadu_ps(m0, p);
-                    row[1] = _mm512_maskz_loadu_ps(m1, p.wrapping_add(16));
-                }
-            }
-        }
         let (mut a, mut b) = (self.a, self.b);
         for _ in 0..self.k {
             // SAFETY: one step of the inner dimension: inside both operands.
@@ -139,6 +129,18 @@ impl Tile {
                 // Wrapping: the step past the last one may point beyond the buffers, unread.
                 a = a.wrapping_add(self.a_cs);
                 b = b.wrapping_add(self.ldb);
+            }
+        }
+        // Accumulating adds the block's sum (from zero) to c, as every kernel does: c takes
+        // one rounding per call, whatever the depth.
+        if self.accumulate {
+            for (i, row) in acc.iter_mut().enumerate() {
+                // SAFETY: row i's masked lanes lie inside c.
+                unsafe {
+                    let p = self.c.add(i * self.ldc);
+                    row[0] = _mm512_add_ps(row[0], _mm512_maskz_loadu_ps(m0, p));
+                    row[1] = _mm512_add_ps(row[1], _mm512_maskz_loadu_ps(m1, p.wrapping_add(16)));
+                }
             }
         }
         if !self.colmax.is_null() {

@@ -274,13 +274,7 @@ impl<'a> Ctx<'a> {
             .collect();
         // Sums over keys are taken per block, then across blocks (in `acc` and `row_sum`):
         // one running sum over thousands of keys would lose digits.
-        // Buffers every element of which is written before it is read come from the free
-        // list unzeroed.
-        // The AVX-512 kernel (its `accumulate` keeps one running sum from c) takes each
-        // block's P·V into `part`.
-        let wide = crate::matmul::wide_kernel();
         let mut acc = vec![0f32; r * d];
-        let mut part = Buf::for_overwrite(if wide { r * d } else { 0 });
         let mut row_max = vec![f32::NEG_INFINITY; r];
         let (mut row_sum, mut block_sum) = (vec![0f32; r], vec![0f32; r]);
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
@@ -289,10 +283,11 @@ impl<'a> Ctx<'a> {
         // cache line per step; at 96 keys those lines stay in L1, at 192 (the unmasked
         // block size, measured on the AVX-512 kernel) the AVX2 kernel ran P·V at 81 instead
         // of 94 GFLOP/s. Without AVX-512 (the `gemm` fallback too), 96.
-        let kb = match wide {
+        let kb = match crate::matmul::wide_kernel() {
             true => key_block(opts),
             false => BC / 2,
         };
+        // Written before read: from the free list unzeroed.
         let mut st = Buf::for_overwrite(kb * ld);
         let mut spare = Buf::for_overwrite(self.band.map_or(0, |_| kb * ld));
         let mut c0 = keys.start;
@@ -325,25 +320,13 @@ impl<'a> Ctx<'a> {
             }
             // acc = acc·alpha + P · V, P being the transpose of the block
             let p = Lhs::transposed(st, ld);
-            let v = self.v.from(kv, c0);
-            if wide {
-                matmul(&mut part, d, r, d, c, p, v, false);
-                let rows = acc.chunks_exact_mut(d).zip(part.chunks_exact(d));
-                for (i, (acc, part)) in rows.enumerate() {
-                    acc.iter_mut()
-                        .zip(part)
-                        .for_each(|(a, p)| *a = *a * alpha[i] + p);
-                }
-            } else {
-                // The other kernels sum the block from zero and then add it to c: the same
-                // sums as through `part`, without its pass (and none at all for rows whose
-                // maximum stood, most of them after the first blocks).
-                let rows = acc.chunks_exact_mut(d).zip(&alpha);
-                for (acc, &a) in rows.filter(|(_, &a)| a != 1.0) {
-                    acc.iter_mut().for_each(|x| *x *= a);
-                }
-                matmul(&mut acc, d, r, d, c, p, v, true);
+            // Rows rescaled only where their maximum moved (few after the first blocks);
+            // the product adds the block's sum, taken from zero, to acc.
+            let rows = acc.chunks_exact_mut(d).zip(&alpha);
+            for (acc, &a) in rows.filter(|(_, &a)| a != 1.0) {
+                acc.iter_mut().for_each(|x| *x *= a);
             }
+            matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), true);
             for i in 0..r {
                 row_sum[i] = row_sum[i] * alpha[i] + block_sum[i];
             }

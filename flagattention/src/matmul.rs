@@ -78,8 +78,9 @@ impl<'a> Rhs<'a> {
     }
 }
 
-/// c (m×n, row stride `ldc`) = [c +] a (m×k) · b (k×n), for sums over rows or keys (their
-/// callers add block results up across blocks).
+/// c (m×n, row stride `ldc`) = [c +] a (m×k) · b (k×n), for sums over rows or keys. With
+/// `accumulate`, every kernel sums the block from zero and then adds it to c, so sums across
+/// blocks (thousands of keys) take one rounding of c per block.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     c: &mut [f32],
@@ -143,8 +144,8 @@ pub(crate) fn matmul_colmax(
 }
 
 /// `chunk`: the depth of the AVX2 kernel's partial sums (the AVX-512 kernel keeps one running
-/// sum: it met the bound on the AVX-512 machine it was measured on; the `gemm` fallback
-/// always sums in [`KC`] chunks).
+/// sum over the depth: it met the bound on the AVX-512 machine it was measured on; the `gemm`
+/// fallback always sums in [`KC`] chunks).
 #[allow(clippy::too_many_arguments)]
 fn product(
     c: &mut [f32],
@@ -206,8 +207,9 @@ pub(crate) fn wide_kernel() -> bool {
     false
 }
 
+/// Whether the CPU runs `avx2.rs` (AVX2 and FMA).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 

@@ -167,13 +167,13 @@ impl RhsPack {
 /// KiB, in cache) with a stride and writing in order.
 fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && d < 1 << 26 {
+    if crate::matmul::wide_kernel() && d < 1 << 26 {
         // SAFETY: AVX-512F is present and d is small (checked just above); `dst` is a head's
         // packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx512::interleave::<W>(src, dst, d) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::matmul::has_avx2() {
         // SAFETY: AVX2 is present (checked just above); W is MR or NR (multiples of 4) and
         // `dst` is a head's packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx2::interleave::<W>(src, dst, d) };
@@ -281,9 +281,7 @@ mod tests {
             };
             assert_eq!(picked, portable, "d {d}, groups of {w}");
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if crate::matmul::has_avx2() {
                 // SAFETY: AVX2 is present; `out` holds whole groups covering `src`.
                 let avx2 = match w {
                     MR => run(&|s, o| unsafe { crate::avx2::interleave::<MR>(s, o, d) }),
