@@ -241,8 +241,7 @@ impl Bert {
 struct Tokens {
     /// Flat indices (B·T) of the tokens the mask keeps, in order.
     real: Tensor,
-    /// The same in the attention's (B, T') layout, as a tensor and ascending.
-    real_padded: Tensor,
+    /// The same in the attention's (B, T') layout, ascending.
     padded_rows: Vec<usize>,
     /// Keys that are padding are never attended (B, 1, 1, T').
     keep: Tensor,
@@ -277,7 +276,6 @@ impl Tokens {
             .flatten();
         Tokens {
             real,
-            real_padded,
             padded_rows,
             keep: keep.view([b, 1, 1, tp]),
             b,
@@ -311,10 +309,21 @@ impl Tokens {
             }
         }
         let (q, k, v) = split_qkv(&yp.view([self.b, self.tp, cols]), heads, d);
-        attention(&q, &k, &v, Some(&self.keep), 0.0)
+        let o = attention(&q, &k, &v, Some(&self.keep), 0.0)
             .transpose(1, 2)
-            .reshape([self.b * self.tp, heads * d])
-            .index_select(0, &self.real_padded)
+            .contiguous();
+        // Back to the real tokens' rows by the same row copy.
+        let mut out = Tensor::empty([y.size()[0], heads * d], (o.kind(), o.device()));
+        let row = (heads * d) as usize * o.kind().elt_size_in_bytes();
+        // SAFETY: o and out are distinct contiguous CPU tensors of one kind, `row` bytes a
+        // row; padded_rows indexes o's rows (B·T'), one per row of out.
+        unsafe {
+            let (src, dst) = (fused::elems::<u8>(&o), fused::elems_mut::<u8>(&mut out));
+            for (out, &j) in dst.chunks_exact_mut(row).zip(&self.padded_rows) {
+                out.copy_from_slice(&src[j * row..(j + 1) * row]);
+            }
+        }
+        out
     }
 }
 
