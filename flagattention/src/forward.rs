@@ -13,7 +13,7 @@ use crate::shape::{check, Dims};
 use crate::split_kv;
 use crate::vexp::{exp_shift, max_into};
 use crate::Result;
-use flagcore::TensorView;
+use flagcore::{DType, TensorView};
 use rayon::prelude::*;
 
 /// Query rows per task and keys per block: multiples of the kernel's row group and panel
@@ -100,12 +100,23 @@ pub(crate) fn forward<T: Float>(
                     .zip(lse_head.par_chunks_mut(qb))
                     .enumerate()
                     .for_each(|(blk, (o_blk, lse_blk))| {
-                        let mut acc = vec![0f32; o_blk.len()];
+                        // f32 outputs are written in place; others through an f32 block
+                        // (every element is written, see `Ctx::attend`).
+                        let mut tmp = Buf::for_overwrite(0);
+                        let out: &mut [f32] = match bytemuck::try_cast_slice_mut(o_blk) {
+                            Ok(o) if T::DTYPE == DType::F32 => o,
+                            _ => {
+                                tmp = Buf::for_overwrite(o_blk.len());
+                                &mut tmp
+                            }
+                        };
                         match splits {
-                            1 => ctx.attend(bh, blk * qb, 0..n, &mut acc, lse_blk),
-                            _ => split_kv::attend(&ctx, bh, blk * qb, splits, &mut acc, lse_blk),
+                            1 => ctx.attend(bh, blk * qb, 0..n, out, lse_blk),
+                            _ => split_kv::attend(&ctx, bh, blk * qb, splits, out, lse_blk),
                         }
-                        T::rows_from_f32(&acc, o_blk);
+                        if !tmp.is_empty() {
+                            T::rows_from_f32(&tmp, o_blk);
+                        }
                     });
             });
     }
@@ -274,7 +285,9 @@ impl<'a> Ctx<'a> {
             .collect();
         // Sums over keys are taken per block, then across blocks (in `acc` and `row_sum`):
         // one running sum over thousands of keys would lose digits.
-        let mut acc = vec![0f32; r * d];
+        // The first block's product writes it (no pass zeroing it first).
+        let mut acc = Buf::for_overwrite(r * d);
+        let mut first_block = true;
         let mut row_max = vec![f32::NEG_INFINITY; r];
         let (mut row_sum, mut block_sum) = (vec![0f32; r], vec![0f32; r]);
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
@@ -322,11 +335,14 @@ impl<'a> Ctx<'a> {
             let p = Lhs::transposed(st, ld);
             // Rows rescaled only where their maximum moved (few after the first blocks);
             // the product adds the block's sum, taken from zero, to acc.
-            let rows = acc.chunks_exact_mut(d).zip(&alpha);
-            for (acc, &a) in rows.filter(|(_, &a)| a != 1.0) {
-                acc.iter_mut().for_each(|x| *x *= a);
+            if !first_block {
+                let rows = acc.chunks_exact_mut(d).zip(&alpha);
+                for (acc, &a) in rows.filter(|(_, &a)| a != 1.0) {
+                    acc.iter_mut().for_each(|x| *x *= a);
+                }
             }
-            matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), true);
+            matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), !first_block);
+            first_block = false;
             for i in 0..r {
                 row_sum[i] = row_sum[i] * alpha[i] + block_sum[i];
             }
@@ -334,8 +350,8 @@ impl<'a> Ctx<'a> {
         }
         let rows = acc.chunks_exact(d).zip(out.chunks_exact_mut(d));
         for (i, (acc, out)) in rows.enumerate() {
-            // Exactly 0 only when the row saw no key (its largest term is e^0 = 1); a NaN
-            // from the inputs goes on to the output.
+            // Exactly 0 only when the row saw no key (its largest term is e^0 = 1; its `acc`
+            // may be unwritten); a NaN from the inputs goes on to the output.
             if row_sum[i] != 0.0 {
                 let inv = 1.0 / row_sum[i];
                 out.iter_mut().zip(acc).for_each(|(o, a)| *o = a * inv);
@@ -343,6 +359,79 @@ impl<'a> Ctx<'a> {
             } else {
                 out.fill(0.0);
                 lse_out[i] = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accumulator and the non-f32 output blocks come unzeroed from the free list: with
+    /// NaN-filled buffers there, a causal M > N forward (rows that see no key, rows whose
+    /// first visible key lies past the first key block) still equals the formula in f64.
+    #[test]
+    fn reused_buffers_never_reach_the_output() {
+        let (m, n, d) = (300, 200, 16);
+        let mut rng = flagcore::rng::Rng::new(3);
+        let mut fill = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+                .collect()
+        };
+        let (q, k, v) = (fill(m * d), fill(n * d), fill(n * d));
+        let opts = Options {
+            causal: true,
+            ..Options::new(d)
+        };
+        for len in [1_000, 5_000, 20_000, 60_000] {
+            let mut b = Buf::for_overwrite(len);
+            b.fill(f32::NAN);
+        }
+        fn view<T: Float>(x: &[T], t: usize, d: usize) -> TensorView<'_, T> {
+            TensorView::from_slice(x, &[1, 1, t, d]).unwrap()
+        }
+        let (qv, kv, vv) = (view(&q, m, d), view(&k, n, d), view(&v, n, d));
+        let out = flash_attention(&qv, &kv, &vv, opts).unwrap();
+        let q16: Vec<half::f16> = q.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let k16: Vec<half::f16> = k.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let v16: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let out16 = flash_attention(
+            &view(&q16, m, d),
+            &view(&k16, n, d),
+            &view(&v16, n, d),
+            opts,
+        );
+        let out16 = out16.unwrap();
+        for i in 0..m {
+            // Query i sees keys j ≤ i + N − M.
+            let seen = (i + n).checked_sub(m).map_or(0, |last| last + 1);
+            let s: Vec<f64> = (0..seen)
+                .map(|j| {
+                    let dot: f64 = (0..d).map(|c| (q[i * d + c] * k[j * d + c]) as f64).sum();
+                    dot * opts.sm_scale as f64
+                })
+                .collect();
+            let top = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = s.iter().map(|x| (x - top).exp()).sum();
+            for c in 0..d {
+                let want = match seen {
+                    0 => 0.0,
+                    _ => (0..seen)
+                        .map(|j| (s[j] - top).exp() / sum * v[j * d + c] as f64)
+                        .sum(),
+                };
+                let got = out.o[i * d + c] as f64;
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "row {i} col {c}: {got} vs {want}"
+                );
+                let got16 = out16.o[i * d + c].to_f32() as f64;
+                assert!(
+                    (got16 - want).abs() < 2e-2,
+                    "f16 row {i} col {c}: {got16} vs {want}"
+                );
             }
         }
     }
