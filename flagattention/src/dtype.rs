@@ -11,6 +11,15 @@ pub trait Float: Element + Copy {
     fn rows_from_f32(src: &[f32], dst: &mut [Self]);
     fn to_f32(self) -> f32;
     fn from_f32(x: f32) -> Self;
+    /// The slice as f32 when it is f32 (read or written in place, no conversion).
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        let _ = s;
+        None
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = s;
+        None
+    }
 }
 
 impl Float for f32 {
@@ -25,6 +34,12 @@ impl Float for f32 {
     }
     fn from_f32(x: f32) -> Self {
         x
+    }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::shape::{check, Dims};
 use crate::split_kv;
 use crate::vexp::{exp_shift, max_into};
 use crate::Result;
-use flagcore::{DType, TensorView};
+use flagcore::TensorView;
 use rayon::prelude::*;
 
 /// Query rows per task and keys per block: multiples of the kernel's row group and panel
@@ -102,20 +102,17 @@ pub(crate) fn forward<T: Float>(
                     .for_each(|(blk, (o_blk, lse_blk))| {
                         // f32 outputs are written in place; others through an f32 block
                         // (every element is written, see `Ctx::attend`).
-                        let mut tmp = Buf::for_overwrite(0);
-                        let out: &mut [f32] = match bytemuck::try_cast_slice_mut(o_blk) {
-                            Ok(o) if T::DTYPE == DType::F32 => o,
-                            _ => {
-                                tmp = Buf::for_overwrite(o_blk.len());
-                                &mut tmp
-                            }
-                        };
-                        match splits {
+                        let mut attend = |out: &mut [f32]| match splits {
                             1 => ctx.attend(bh, blk * qb, 0..n, out, lse_blk),
                             _ => split_kv::attend(&ctx, bh, blk * qb, splits, out, lse_blk),
-                        }
-                        if !tmp.is_empty() {
-                            T::rows_from_f32(&tmp, o_blk);
+                        };
+                        match T::as_f32_mut(o_blk) {
+                            Some(out) => attend(out),
+                            None => {
+                                let mut out = Buf::for_overwrite(o_blk.len());
+                                attend(&mut out);
+                                T::rows_from_f32(&out, o_blk);
+                            }
                         }
                     });
             });
@@ -287,7 +284,6 @@ impl<'a> Ctx<'a> {
         // one running sum over thousands of keys would lose digits.
         // The first block's product writes it (no pass zeroing it first).
         let mut acc = Buf::for_overwrite(r * d);
-        let mut first_block = true;
         let mut row_max = vec![f32::NEG_INFINITY; r];
         let (mut row_sum, mut block_sum) = (vec![0f32; r], vec![0f32; r]);
         let (mut block_max, mut alpha) = (vec![0f32; r], vec![1f32; r]);
@@ -335,6 +331,7 @@ impl<'a> Ctx<'a> {
             let p = Lhs::transposed(st, ld);
             // Rows rescaled only where their maximum moved (few after the first blocks);
             // the product adds the block's sum, taken from zero, to acc.
+            let first_block = c0 == keys.start;
             if !first_block {
                 let rows = acc.chunks_exact_mut(d).zip(&alpha);
                 for (acc, &a) in rows.filter(|(_, &a)| a != 1.0) {
@@ -342,7 +339,6 @@ impl<'a> Ctx<'a> {
                 }
             }
             matmul(&mut acc, d, r, d, c, p, self.v.from(kv, c0), !first_block);
-            first_block = false;
             for i in 0..r {
                 row_sum[i] = row_sum[i] * alpha[i] + block_sum[i];
             }
@@ -369,8 +365,10 @@ mod tests {
     use super::*;
 
     /// The accumulator and the non-f32 output blocks come unzeroed from the free list: with
-    /// NaN-filled buffers there, a causal M > N forward (rows that see no key, rows whose
-    /// first visible key lies past the first key block) still equals the formula in f64.
+    /// NaN-filled buffers there (or whatever the packs left in them), a causal M > N forward
+    /// (rows that see no key, rows whose first visible key lies past the first key block)
+    /// still equals the formula in f64. (Accumulating onto the first block's buffer fails
+    /// it at the first row that sees a key.)
     #[test]
     fn reused_buffers_never_reach_the_output() {
         let (m, n, d) = (300, 200, 16);
@@ -385,10 +383,19 @@ mod tests {
             causal: true,
             ..Options::new(d)
         };
-        for len in [1_000, 5_000, 20_000, 60_000] {
-            let mut b = Buf::for_overwrite(len);
-            b.fill(f32::NAN);
-        }
+        // Held at once, then freed (one at a time, each would be taken back), several of
+        // each size, the accumulator's (96 causal rows × 16) among them, so that the
+        // forward's buffers are these.
+        let poisoned: Vec<Buf> = [1_536, 5_000, 20_000, 60_000]
+            .iter()
+            .flat_map(|&len| std::iter::repeat_n(len, 8))
+            .map(|len| {
+                let mut b = Buf::for_overwrite(len);
+                b.fill(f32::NAN);
+                b
+            })
+            .collect();
+        drop(poisoned);
         fn view<T: Float>(x: &[T], t: usize, d: usize) -> TensorView<'_, T> {
             TensorView::from_slice(x, &[1, 1, t, d]).unwrap()
         }

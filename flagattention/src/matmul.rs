@@ -339,23 +339,27 @@ mod tests {
                 }
                 #[cfg(target_arch = "x86_64")]
                 if has_avx2() {
+                    // Partial sums of 3 terms: chunks, a partial last one (and c added).
+                    let avx2 = |c: &mut [f32], accumulate: bool, top: *mut f32| {
+                        // SAFETY: AVX2 and FMA are present; the operands were built for
+                        // these sizes (`matmul` checks the same below), c holds m rows of
+                        // ldc and top, when not null, n values.
+                        unsafe {
+                            crate::avx2::matmul(
+                                (m, n, k),
+                                la,
+                                rb,
+                                c.as_mut_ptr(),
+                                ldc,
+                                accumulate,
+                                top,
+                                3,
+                            )
+                        }
+                    };
                     let mut c = vec![1f32; m * ldc];
                     let mut top = vec![-1.0f32; n];
-                    // SAFETY: AVX2 and FMA are present; the operands were built for these
-                    // sizes (`matmul` checks the same below).
-                    // Partial sums of 3 terms: chunks, a partial last one and c added.
-                    unsafe {
-                        crate::avx2::matmul(
-                            (m, n, k),
-                            la,
-                            rb,
-                            c.as_mut_ptr(),
-                            ldc,
-                            true,
-                            top.as_mut_ptr(),
-                            3,
-                        )
-                    };
+                    avx2(&mut c, true, top.as_mut_ptr());
                     for x in 0..m * n {
                         assert_eq!(c[(x / n) * ldc + x % n], want[x] + 1.0, "avx2 at {x}");
                     }
@@ -367,19 +371,7 @@ mod tests {
                     }
                     assert!((0..m).all(|i| c[i * ldc + n] == 1.0));
                     // Overwriting c over several chunks (the first stored, the rest added).
-                    // SAFETY: as above.
-                    unsafe {
-                        crate::avx2::matmul(
-                            (m, n, k),
-                            la,
-                            rb,
-                            c.as_mut_ptr(),
-                            ldc,
-                            false,
-                            std::ptr::null_mut(),
-                            3,
-                        )
-                    };
+                    avx2(&mut c, false, std::ptr::null_mut());
                     for x in 0..m * n {
                         assert_eq!(c[(x / n) * ldc + x % n], want[x], "avx2 over c at {x}");
                     }

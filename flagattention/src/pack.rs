@@ -6,7 +6,7 @@
 use crate::dtype::Float;
 use crate::matmul::{Lhs, Rhs, MR, NR};
 use crate::scratch::Buf;
-use flagcore::{DType, TensorView};
+use flagcore::TensorView;
 use rayon::prelude::*;
 use std::ops::Deref;
 
@@ -29,12 +29,10 @@ impl Deref for Rows<'_> {
 /// A (B, H, T, D) view as contiguous f32, whatever its strides and element type: borrowed
 /// when it already is.
 pub(crate) fn rows<'a, T: Float>(v: &TensorView<'a, T>) -> Rows<'a> {
-    if T::DTYPE == DType::F32 {
-        if let Some(f) = v.as_slice().and_then(|s| bytemuck::try_cast_slice(s).ok()) {
-            return Rows::Borrowed(f);
-        }
+    match v.as_slice().and_then(T::as_f32) {
+        Some(f) => Rows::Borrowed(f),
+        None => Rows::Copied(copy(v)),
     }
-    Rows::Copied(copy(v))
 }
 
 /// Each (q, k) score pair's rows.

@@ -312,7 +312,7 @@ impl Tokens {
         let o = attention(&q, &k, &v, Some(&self.keep), 0.0)
             .transpose(1, 2)
             .contiguous();
-        // Back to the real tokens' rows by the same row copy.
+        // Back to the real tokens' rows, a row copy as on the way in.
         let mut out = Tensor::empty([y.size()[0], heads * d], (o.kind(), o.device()));
         let row = (heads * d) as usize * o.kind().elt_size_in_bytes();
         // SAFETY: o and out are distinct contiguous CPU tensors of one kind, `row` bytes a
