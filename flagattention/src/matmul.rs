@@ -176,7 +176,7 @@ fn product(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if k > 0 && has_avx2() {
+    if k > 0 && crate::cpu::avx2_fma() {
         let top = colmax.map_or(std::ptr::null_mut(), |t| t.as_mut_ptr());
         // SAFETY: AVX2 and FMA are present (checked just above); every element addressed lies
         // inside its slice (checked at the top), and nothing is aliased.
@@ -202,15 +202,9 @@ fn product(
 /// Whether products run on the AVX-512 kernel (the block sizes were measured with it).
 pub(crate) fn wide_kernel() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
+    return crate::cpu::avx512();
     #[cfg(not(target_arch = "x86_64"))]
     false
-}
-
-/// Whether the CPU runs `avx2.rs` (AVX2 and FMA).
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Depth of one `gemm` call in [`fallback`]: each call sums its products from zero before
@@ -338,7 +332,7 @@ mod tests {
                     assert_eq!(c[(x / n) * ldc + x % n], want[x] + 1.0, "fallback at {x}");
                 }
                 #[cfg(target_arch = "x86_64")]
-                if has_avx2() {
+                if crate::cpu::avx2_fma() {
                     // Partial sums of 3 terms: chunks, a partial last one (and c added).
                     let avx2 = |c: &mut [f32], accumulate: bool, top: *mut f32| {
                         // SAFETY: AVX2 and FMA are present; the operands were built for

@@ -165,13 +165,13 @@ impl RhsPack {
 /// KiB, in cache) with a stride and writing in order.
 fn interleave<const W: usize>(src: &[f32], dst: &mut [f32], d: usize) {
     #[cfg(target_arch = "x86_64")]
-    if crate::matmul::wide_kernel() && d < 1 << 26 {
+    if crate::cpu::avx512() && d < 1 << 26 {
         // SAFETY: AVX-512F is present and d is small (checked just above); `dst` is a head's
         // packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx512::interleave::<W>(src, dst, d) };
     }
     #[cfg(target_arch = "x86_64")]
-    if crate::matmul::has_avx2() {
+    if crate::cpu::avx2_fma() {
         // SAFETY: AVX2 is present (checked just above); W is MR or NR (multiples of 4) and
         // `dst` is a head's packed part, a whole number of groups covering `src`.
         return unsafe { crate::avx2::interleave::<W>(src, dst, d) };
@@ -279,7 +279,7 @@ mod tests {
             };
             assert_eq!(picked, portable, "d {d}, groups of {w}");
             #[cfg(target_arch = "x86_64")]
-            if crate::matmul::has_avx2() {
+            if crate::cpu::avx2_fma() {
                 // SAFETY: AVX2 is present; `out` holds whole groups covering `src`.
                 let avx2 = match w {
                     MR => run(&|s, o| unsafe { crate::avx2::interleave::<MR>(s, o, d) }),

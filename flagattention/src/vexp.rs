@@ -153,12 +153,11 @@ unsafe fn avx2(xs: &mut [f32], a: f32, b: f32) -> f32 {
 pub fn exp_affine(xs: &mut [f32], a: f32, b: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::cpu::avx512() {
             // SAFETY: the CPU has AVX-512F (checked just above).
             return unsafe { avx512::affine(xs, a, b) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if crate::cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { avx2(xs, a, b) };
         }
@@ -186,13 +185,12 @@ pub(crate) fn exp_shift(xs: &mut [f32], a: f32, shift: &[f32], sums: &mut [f32])
     assert!(shift.len() == xs.len() && sums.len() == xs.len());
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::cpu::avx512() {
             // SAFETY: the CPU has AVX-512F (checked just above); the lengths are equal
             // (asserted above).
             return unsafe { avx512::shift(xs, a, shift, sums) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if crate::cpu::avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { shift_avx2(xs, a, shift, sums) };
         }
@@ -221,12 +219,11 @@ macro_rules! wide {
             }
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                if crate::cpu::avx512() {
                     // SAFETY: the CPU has AVX-512F (checked just above).
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
+                if crate::cpu::avx2_fma()
                 {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     return unsafe { avx2($($arg),*) };
