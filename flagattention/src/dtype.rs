@@ -12,12 +12,10 @@ pub trait Float: Element + Copy {
     fn to_f32(self) -> f32;
     fn from_f32(x: f32) -> Self;
     /// The slice as f32 when it is f32 (read or written in place, no conversion).
-    fn as_f32(s: &[Self]) -> Option<&[f32]> {
-        let _ = s;
+    fn as_f32(_s: &[Self]) -> Option<&[f32]> {
         None
     }
-    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
-        let _ = s;
+    fn as_f32_mut(_s: &mut [Self]) -> Option<&mut [f32]> {
         None
     }
 }

@@ -401,9 +401,9 @@ mod tests {
         }
         let (qv, kv, vv) = (view(&q, m, d), view(&k, n, d), view(&v, n, d));
         let out = flash_attention(&qv, &kv, &vv, opts).unwrap();
-        let q16: Vec<half::f16> = q.iter().map(|&x| half::f16::from_f32(x)).collect();
-        let k16: Vec<half::f16> = k.iter().map(|&x| half::f16::from_f32(x)).collect();
-        let v16: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let f16s =
+            |x: &[f32]| -> Vec<half::f16> { x.iter().map(|&x| half::f16::from_f32(x)).collect() };
+        let (q16, k16, v16) = (f16s(&q), f16s(&k), f16s(&v));
         let out16 = flash_attention(
             &view(&q16, m, d),
             &view(&k16, n, d),

@@ -223,8 +223,7 @@ macro_rules! wide {
                     // SAFETY: the CPU has AVX-512F (checked just above).
                     return unsafe { avx512($($arg),*) };
                 }
-                if crate::cpu::avx2_fma()
-                {
+                if crate::cpu::avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     return unsafe { avx2($($arg),*) };
                 }
