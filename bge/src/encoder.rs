@@ -2,7 +2,7 @@
 //! length (longest first, so padding is small), run BERT, pool, normalise. Query instructions
 //! are prefixes, as FlagEmbedding adds them.
 
-use crate::bert::{Bert, CpuPlan};
+use crate::bert::{Bert, CpuPlan, PlanCache};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::pooling::Head;
@@ -65,10 +65,8 @@ pub struct Encoder {
     pub max_length: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
-    /// The CPU plan of `bert` (see [`Bert::cpu_plan`]) with the weights' version counters it
-    /// was built from: kept while they stand, rebuilt once an in-place update (fine-tuning)
-    /// moves one.
-    plan: std::sync::Mutex<Option<(Vec<i64>, std::sync::Arc<CpuPlan>)>>,
+    /// The CPU plan of `bert` (see [`Bert::cpu_plan`]).
+    plan: PlanCache,
 }
 
 impl Encoder {
@@ -132,8 +130,7 @@ impl Encoder {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
-        let threads = tch::get_num_threads().max(1) as usize;
-        let plan = self.cpu_plan();
+        let plan = self.plan.get(&self.bert);
         let run = Run {
             head: &self.head,
             max_length: self.max_length,
@@ -142,11 +139,8 @@ impl Encoder {
             plan: plan.as_deref(),
         };
         let cpu = self.bert.device() == tch::Device::Cpu;
-        let flats = if cpu && threads > 1 && chunks.len() > 1 {
-            self.encode_on_workers(&run, &chunks, threads)
-        } else {
-            chunks.iter().map(|c| run.embed(&self.bert, c)).collect()
-        };
+        let flats =
+            crate::workers::each_batch(cpu, || self.bert.share(), &chunks, |b, c| run.embed(b, c));
         let mut out = vec![Vec::new(); ids.len()];
         for (flat, chunk) in flats.into_iter().zip(&chunks) {
             let flat = flat?;
@@ -158,76 +152,11 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Batches on the CPU by `threads` workers, each running libtorch on one thread and
-    /// taking the next batch when done. libtorch's own threads fork and join at every
-    /// operator (hundreds per batch). Measured on 2 Sapphire Rapids cores before the CPU plan
-    /// (`bert/cpu.rs`): disfl_qa's mixed questions and paragraphs embedded at 235 f32 / 620
-    /// bf16 sentences/s against 186 / 519 one batch at a time on both threads (`bge bench`,
-    /// MiniLM, batch size 32). The batch size stays what the caller asked for.
-    fn encode_on_workers(
-        &self,
-        run: &Run<'_>,
-        chunks: &[&[usize]],
-        threads: usize,
-    ) -> Vec<Result<Vec<f32>>> {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done: Vec<(usize, Result<Vec<f32>>)> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..threads.min(chunks.len()))
-                .map(|_| {
-                    let bert = self.bert.share();
-                    let next = &next;
-                    s.spawn(move || {
-                        tch::set_num_threads(1);
-                        let mut done = Vec::new();
-                        loop {
-                            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(chunk) = chunks.get(j) else {
-                                break done;
-                            };
-                            done.push((j, run.embed(&bert, chunk)));
-                        }
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        // set_num_threads also sets the count threads start with: put it back.
-        tch::set_num_threads(threads as i32);
-        let mut flats: Vec<Option<Result<Vec<f32>>>> = chunks.iter().map(|_| None).collect();
-        for (j, r) in done {
-            flats[j] = Some(r);
-        }
-        flats
-            .into_iter()
-            .map(|f| f.expect("every batch ran"))
-            .collect()
-    }
-
-    /// The model's CPU plan, built on first use and again after its weights changed; `None`
-    /// where the model has none (CUDA, another activation or kind).
-    fn cpu_plan(&self) -> Option<std::sync::Arc<CpuPlan>> {
-        if self.bert.device() != tch::Device::Cpu {
-            return None;
-        }
-        let versions: Vec<i64> = self
-            .bert
-            .parameters()
-            .iter()
-            .map(|(_, t)| t.internal_version())
-            .collect();
-        // A poisoned lock only means a panic elsewhere while it was held: the cache is rebuilt.
-        let mut cached = self.plan.lock().unwrap_or_else(|p| p.into_inner());
-        match &*cached {
-            Some((v, plan)) if *v == versions => Some(plan.clone()),
-            _ => {
-                let plan = std::sync::Arc::new(self.bert.cpu_plan(true)?);
-                *cached = Some((versions, plan.clone()));
-                Some(plan)
-            }
-        }
+    /// Last hidden states (B, T, hidden) of a batch from [`Encoder::batch`] for inference,
+    /// through the model's CPU plan where it has one; padding positions may hold anything.
+    pub fn last_hidden(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let plan = self.plan.get(&self.bert);
+        tch::no_grad(|| self.bert.last_hidden(plan.as_deref(), ids, None, mask))
     }
 
     /// Token ids (B, T) padded to the longest row (on CUDA, to a multiple of 16 within
@@ -281,7 +210,7 @@ fn pooled(
     train: bool,
 ) -> Result<Tensor> {
     let h = match plan {
-        Some(plan) => bert.forward_planned(plan, ids, mask)?,
+        Some(plan) => bert.forward_planned(plan, ids, None, mask)?,
         None => bert.forward_t(ids, None, mask, train)?,
     };
     Ok(head.pool(&h, mask, normalize))

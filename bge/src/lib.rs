@@ -21,6 +21,7 @@ pub mod retrieval;
 pub mod serve;
 pub mod sts;
 pub mod torch_pickle;
+mod workers;
 
 pub use encoder::Encoder;
 pub use error::{Error, Result};

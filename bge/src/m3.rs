@@ -73,6 +73,13 @@ impl M3 {
     /// The three outputs of a padded batch `ids` / `mask` (B, T) through `bert`.
     pub fn forward(&self, bert: &Bert, ids: &Tensor, mask: &Tensor) -> Result<Vec<M3Output>> {
         let h = tch::no_grad(|| bert.forward(ids, mask))?;
+        self.outputs(&h, ids, mask)
+    }
+
+    /// The three outputs of a padded batch `ids` / `mask` (B, T) from its last hidden states
+    /// `h` (B, T, hidden), e.g. [`crate::Encoder::last_hidden`]'s; padding positions are not
+    /// read.
+    pub fn outputs(&self, h: &Tensor, ids: &Tensor, mask: &Tensor) -> Result<Vec<M3Output>> {
         let read = |t: &Tensor| -> Result<Vec<f32>> {
             Vec::<f32>::try_from(
                 t.to_kind(Kind::Float)

@@ -4,7 +4,7 @@
 //! (bge-reranker-base/-large/-v2-m3: dense → tanh → out_proj) and
 //! `BertForSequenceClassification` (pooler dense → tanh → classifier) are read by name.
 
-use crate::bert::{batch_width, load_tensors, pad_rows_to, Bert};
+use crate::bert::{batch_width, load_tensors, pad_rows_to, Bert, CpuPlan, PlanCache};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::{Error, Result};
@@ -45,6 +45,32 @@ impl Dense {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.w, Some(&self.b))
     }
+
+    fn share(&self) -> Dense {
+        Dense {
+            w: self.w.shallow_clone(),
+            b: self.b.shallow_clone(),
+        }
+    }
+}
+
+/// One logit per row of a batch (ids, token types and mask (B, T)) through `bert` and its
+/// CPU plan when given, then the classification head (`dense` → tanh → `out`).
+fn classify(
+    (bert, dense, out): &(Bert, Dense, Dense),
+    plan: Option<&CpuPlan>,
+    ids: &Tensor,
+    types: &Tensor,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let h = bert.last_hidden(plan, ids, Some(types), mask)?;
+        let first = h.select(1, 0);
+        Ok(out
+            .forward(&dense.forward(&first).tanh())
+            .select(1, 0)
+            .to_kind(Kind::Float))
+    })
 }
 
 #[derive(Debug)]
@@ -58,6 +84,8 @@ pub struct Reranker {
     /// Tokens per pair, special tokens included (longest-first truncation).
     pub max_length: usize,
     pub batch_size: usize,
+    /// The CPU plan of `bert` (see [`Bert::cpu_plan`]).
+    plan: PlanCache,
 }
 
 impl Reranker {
@@ -93,6 +121,7 @@ impl Reranker {
             tokenizer,
             max_length,
             batch_size: 32,
+            plan: PlanCache::default(),
         })
     }
 
@@ -131,13 +160,13 @@ impl Reranker {
 
     /// One logit per row of a batch: ids, token types and mask (B, T).
     pub fn logits(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let h = self.bert.forward_t(ids, Some(types), mask, false)?;
-        let first = h.select(1, 0);
-        Ok(self
-            .out
-            .forward(&self.dense.forward(&first).tanh())
-            .select(1, 0)
-            .to_kind(Kind::Float))
+        let plan = self.plan.get(&self.bert);
+        classify(&self.share(), plan.as_deref(), ids, types, mask)
+    }
+
+    /// The model and its head, shallow copies (for workers: tensors are not `Sync`).
+    fn share(&self) -> (Bert, Dense, Dense) {
+        (self.bert.share(), self.dense.share(), self.out.share())
     }
 
     /// Token ids and types of a (query, passage) pair, cut to `max_length` (longest first),
@@ -179,11 +208,12 @@ impl Reranker {
         // Models with one token type (XLM-R) see every token as type 0, as their tokenizers
         // say; a BERT-style tokenizer's second segment must not index past it.
         let typed = self.bert.config.type_vocab_size > 1;
-        let device = self.bert.device();
-        let mut out = vec![0f32; enc.len()];
-        for chunk in order.chunks(self.batch_size.max(1)) {
+        let plan = self.plan.get(&self.bert);
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
+        let (device, max_length) = (self.bert.device(), self.max_length);
+        let run = |model: &(Bert, Dense, Dense), chunk: &&[usize]| -> Result<Vec<f32>> {
             let ids: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].0.as_slice()).collect();
-            let width = batch_width(&ids, device, self.max_length);
+            let width = batch_width(&ids, device, max_length);
             let (ids, mask) = pad_rows_to(&ids, pad, device, width);
             let types = if typed {
                 let rows: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].1.as_slice()).collect();
@@ -191,11 +221,16 @@ impl Reranker {
             } else {
                 ids.zeros_like()
             };
-            let logits = tch::no_grad(|| self.logits(&ids, &types, &mask))?;
+            let logits = classify(model, plan.as_deref(), &ids, &types, &mask)?;
             let logits = if sigmoid { logits.sigmoid() } else { logits };
-            let v = Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
-                .map_err(|e| Error::Invalid(format!("reading scores: {e}")))?;
-            for (&i, s) in chunk.iter().zip(v) {
+            Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
+                .map_err(|e| Error::Invalid(format!("reading scores: {e}")))
+        };
+        let mut out = vec![0f32; enc.len()];
+        let cpu = device == tch::Device::Cpu;
+        let scores = crate::workers::each_batch(cpu, || self.share(), &chunks, run);
+        for (chunk, v) in chunks.iter().zip(scores) {
+            for (&i, s) in chunk.iter().zip(v?) {
                 out[i] = s;
             }
         }

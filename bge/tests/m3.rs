@@ -17,7 +17,18 @@ fn m3_outputs_match_flagembeddings_formulas() {
     let m3 = M3::load(&dir, vec![0, 1, 2, 3], tch::Kind::Float, tch::Device::Cpu).unwrap();
     let ids = tch::Tensor::from_slice(&common::int_rows(&r["ids"])).view([2, 8]);
     let mask = tch::Tensor::from_slice(&common::int_rows(&r["mask"])).view([2, 8]);
-    let out = m3.forward(&bert, &ids, &mask).unwrap();
+    let plain = m3.forward(&bert, &ids, &mask).unwrap();
+    // The server's path: hidden states through the CPU plan.
+    let plan = bert.cpu_plan(true).expect("an f32 GELU model on the CPU");
+    let h = tch::no_grad(|| bert.forward_planned(&plan, &ids, None, &mask)).unwrap();
+    let planned = m3.outputs(&h, &ids, &mask).unwrap();
+    for out in [&planned, &plain] {
+        check_outputs(out, &r);
+    }
+}
+
+/// `out` against the reference's outputs and scores, within 1e-5.
+fn check_outputs(out: &[bge::m3::M3Output], r: &serde_json::Value) {
     let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-5, "{what}: {a} vs {b}");
     assert_eq!(out.len(), r["outputs"].as_array().unwrap().len());
     for (o, want) in out.iter().zip(r["outputs"].as_array().unwrap()) {

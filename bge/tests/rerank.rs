@@ -1,6 +1,7 @@
 //! Cross-encoder scores equal transformers' on random-weight XLM-R and BERT sequence
 //! classifiers (scripts/rerank_reference.py) within 1e-5, with the same pair token ids and
-//! types, sigmoid as FlagEmbedding's `normalize`, padded batches included. Runs where
+//! types, sigmoid as FlagEmbedding's `normalize`, padded batches included, through the CPU
+//! plan (and libtorch's path giving the same hidden states). Runs where
 //! `cargo xtask test` set FLAGOPEN_PYCHECK and the pinned MiniLM asset (its tokenizer) is
 //! cached.
 
@@ -94,5 +95,38 @@ fn reranker_scores_match_transformers() {
         for (a, b) in tight.iter().zip(&wide) {
             assert!((a - b).abs() < 1e-5, "{name}: padded logit {b} vs {a}");
         }
+        // The scores above ran through the CPU plan; libtorch's path (training, CUDA) takes
+        // the token types too, and both give the same hidden states on the real tokens.
+        let (i, m) = bge::bert::pad_rows_to(&ids, pad, tch::Device::Cpu, longest);
+        let t = bge::bert::pad_rows_to(&types, 0, tch::Device::Cpu, longest).0;
+        let t = if rr.bert.config.type_vocab_size > 1 {
+            assert!(
+                t.max().int64_value(&[]) == 1,
+                "{name}: pairs of two segments"
+            );
+            t
+        } else {
+            t.zeros_like()
+        };
+        let plan = rr
+            .bert
+            .cpu_plan(true)
+            .expect("an f32 GELU model on the CPU");
+        let (planned, plain) = tch::no_grad(|| {
+            (
+                rr.bert.forward_planned(&plan, &i, Some(&t), &m).unwrap(),
+                rr.bert.forward_t(&i, Some(&t), &m, false).unwrap(),
+            )
+        });
+        let real = m.to_kind(tch::Kind::Bool).unsqueeze(-1);
+        let worst = (planned - plain)
+            .abs()
+            .masked_fill(&real.logical_not(), 0.0)
+            .max()
+            .double_value(&[]);
+        assert!(
+            worst < 1e-5,
+            "{name}: planned vs libtorch hidden states {worst}"
+        );
     }
 }

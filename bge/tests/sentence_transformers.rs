@@ -157,7 +157,7 @@ fn bf16_plan_matches_libtorch_bf16() {
     eprintln!("{plan:?}");
     let (ours, theirs) = tch::no_grad(|| {
         (
-            enc.bert.forward_planned(&plan, &i, &m).unwrap(),
+            enc.bert.forward_planned(&plan, &i, None, &m).unwrap(),
             enc.bert.forward(&i, &m).unwrap(),
         )
     });

@@ -19,7 +19,7 @@ fn random_xlm_roberta_matches_transformers() {
         let plan = bert
             .cpu_plan(pack)
             .expect("an f32 GELU model on the CPU has a plan");
-        tch::no_grad(|| bert.forward_planned(&plan, &ids_t, &mask_t)).unwrap()
+        tch::no_grad(|| bert.forward_planned(&plan, &ids_t, None, &mask_t)).unwrap()
     };
     for (name, h) in [
         ("libtorch", plain),

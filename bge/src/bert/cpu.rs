@@ -1,8 +1,8 @@
 //! BERT inference on the CPU with its weights prepared once ([`CpuPlan`]): the products
 //! through MKL with packed weights (`mkl.rs`), each followed by one fused pass (`fused.rs`)
-//! instead of libtorch's bias copy, activation, residual add and LayerNorm. What the encoder
-//! (and so the server's embedding routes) runs on the CPU; training, CUDA, bge-m3's heads and
-//! the rerankers take [`Bert::forward_t`].
+//! instead of libtorch's bias copy, activation, residual add and LayerNorm. What inference
+//! runs on the CPU (the encoder, the rerankers, the server's routes); training and CUDA take
+//! [`Bert::forward_t`].
 //!
 //! A bf16 model on a CPU without bf16 arithmetic (no AVX-512 BF16: libtorch's bf16 products
 //! there run a generic kernel at ~5 GFLOP/s per core) keeps bf16 values, rounded where the
@@ -142,9 +142,15 @@ impl Bert {
         Some(CpuPlan { storage, layers })
     }
 
-    /// [`Bert::forward`] (inference) through `plan`, a [`Bert::cpu_plan`] of this model;
+    /// [`Bert::forward_t`] (inference) through `plan`, a [`Bert::cpu_plan`] of this model;
     /// positions the mask drops hold zeros.
-    pub fn forward_planned(&self, plan: &CpuPlan, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    pub fn forward_planned(
+        &self,
+        plan: &CpuPlan,
+        ids: &Tensor,
+        types: Option<&Tensor>,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
         assert_eq!(plan.layers.len(), self.layers.len(), "a plan of this model");
         if mask.size() != ids.size() {
             return Err(crate::Error::Invalid(format!(
@@ -153,7 +159,7 @@ impl Bert {
                 ids.size()
             )));
         }
-        let x = self.embed(ids, None, false)?;
+        let x = self.embed(ids, types, false)?;
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let (h, heads, d) = (
             self.config.hidden_size as i64,

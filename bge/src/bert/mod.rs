@@ -11,7 +11,9 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 mod cpu;
+mod plan_cache;
 pub use cpu::CpuPlan;
+pub use plan_cache::PlanCache;
 
 #[derive(Debug)]
 struct Linear {

@@ -73,7 +73,7 @@ impl Model {
                 for chunk in ids.chunks(encoder.batch_size.max(1)) {
                     let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
                     let (i, m) = encoder.batch(&rows);
-                    out.extend(m3.forward(&encoder.bert, &i, &m)?);
+                    out.extend(m3.outputs(&encoder.last_hidden(&i, &m)?, &i, &m)?);
                 }
                 Ok(if task == Task::Sparse {
                     Output::Sparse(
@@ -107,7 +107,8 @@ fn hidden(encoder: &Encoder, ids: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
     for chunk in ids.chunks(encoder.batch_size.max(1)) {
         let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let (i, m) = encoder.batch(&rows);
-        let h = tch::no_grad(|| encoder.bert.forward(&i, &m))?
+        let h = encoder
+            .last_hidden(&i, &m)?
             .to_kind(Kind::Float)
             .to_device(tch::Device::Cpu);
         for (r, row) in rows.iter().enumerate() {

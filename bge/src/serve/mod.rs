@@ -24,31 +24,48 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-#[derive(Clone, Debug)]
+/// The server's limits and switches: `bge serve`'s flags (TEI's names, `BGE_` variables), so
+/// the library's defaults and the command's are one list.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Options {
+    /// The name `/info` reports (the command puts the model folder there).
+    #[arg(skip = String::from("bge"))]
     pub model_id: String,
     /// Tokens per forward pass across requests (TEI's `--max-batch-tokens`).
+    #[arg(long, env = "BGE_MAX_BATCH_TOKENS", default_value_t = 16384)]
     pub max_batch_tokens: usize,
     /// Inputs per request (TEI's `--max-client-batch-size`).
+    #[arg(long, env = "BGE_MAX_CLIENT_BATCH_SIZE", default_value_t = 32)]
     pub max_client_batch_size: usize,
     /// Request body bytes (TEI's `--payload-limit`).
+    #[arg(long, env = "BGE_PAYLOAD_LIMIT", default_value_t = 2_000_000)]
     pub payload_limit: usize,
-    /// Cut over-long inputs instead of refusing them.
+    /// Cut over-long inputs instead of answering 413.
+    #[arg(long, env = "BGE_AUTO_TRUNCATE")]
     pub auto_truncate: bool,
-    /// Bearer token required on every route but `/health` when set.
+    /// Bearer token required on every route but `/health` when set
+    /// (`Authorization: Bearer KEY`).
+    #[arg(long, env = "BGE_API_KEY")]
     pub api_key: Option<String>,
 }
 
 impl Default for Options {
+    /// The flags' defaults (environment variables not read).
     fn default() -> Self {
-        Options {
-            model_id: "bge".into(),
-            max_batch_tokens: 16384,
-            max_client_batch_size: 32,
-            payload_limit: 2_000_000,
-            auto_truncate: false,
-            api_key: None,
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            opts: Options,
         }
+        let cmd = <Flags as clap::CommandFactory>::command();
+        // No argument and no `env` lookups: each flag's default_value.
+        let cmd = cmd.mut_args(|a| a.env(None::<&str>));
+        let m = cmd
+            .try_get_matches_from(["bge"])
+            .expect("every flag has a default");
+        <Flags as clap::FromArgMatches>::from_arg_matches(&m)
+            .expect("the defaults parse")
+            .opts
     }
 }
 
@@ -337,4 +354,22 @@ pub fn router(model: impl Into<Model>, opts: Options) -> axum::Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFound", "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The (and TEI's) defaults: 16,384 tokens a batch, 32 inputs a request.
+    #[test]
+    fn default_options_are_the_flags_defaults() {
+        let o = super::Options::default();
+        let got = (
+            o.model_id.as_str(),
+            o.max_batch_tokens,
+            o.max_client_batch_size,
+            o.payload_limit,
+            o.auto_truncate,
+            o.api_key,
+        );
+        assert_eq!(got, ("bge", 16384, 32, 2_000_000, false, None));
+    }
 }

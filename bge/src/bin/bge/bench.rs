@@ -5,7 +5,8 @@
 
 use anyhow::Context;
 use bge::retrieval::data::Dataset;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -89,13 +90,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         enc.batch_size = a.batch_size.max(1);
         tokens = enc.tokenize(&texts)?.iter().map(Vec::len).sum();
         enc.encode(&texts[..a.batch_size.min(texts.len())])?;
-        let mut runs = Vec::new();
-        let mut ours = Vec::new();
-        for _ in 0..a.repeats.max(1) {
-            let start = std::time::Instant::now();
-            ours = enc.encode(&texts)?;
-            runs.push(start.elapsed().as_secs_f64());
-        }
+        let (runs, ours) = timed(a.repeats, || Ok(enc.encode(&texts)?))?;
         drop(enc);
         let ours_s = runs.iter().copied().fold(f64::INFINITY, f64::min);
         let rates: Vec<String> = runs
@@ -105,36 +100,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         eprintln!("{name}: ours {} sentences/s", rates.join(", "));
 
         let out = scratch.path().join(format!("st-{name}.json"));
-        let run = std::process::Command::new(&a.python)
-            .arg(&a.script)
-            .arg(&a.model)
-            .arg(&input)
-            .arg(a.batch_size.to_string())
-            .arg(py)
-            .arg(a.repeats.max(1).to_string())
-            .arg(&out)
-            .env("PYTHONNOUSERSITE", "1")
-            .output()
-            .with_context(|| format!("running {}", a.python.display()))?;
-        anyhow::ensure!(
-            run.status.success(),
-            "{}: {}",
-            a.script.display(),
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let st: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
-        let st_s = st["seconds"]
-            .as_f64()
-            .context("no `seconds` from the script")?;
-        // Both sides must use the same cores, or the ratio compares thread counts.
-        let threads = st["threads"]
-            .as_i64()
-            .context("no `threads` from the script")?;
-        anyhow::ensure!(
-            threads == tch::get_num_threads() as i64,
-            "sentence-transformers ran with {threads} torch threads, ours with {}",
-            tch::get_num_threads()
-        );
+        let (batch, repeats) = (a.batch_size.to_string(), a.repeats.max(1).to_string());
+        let args = [
+            a.model.as_os_str(),
+            input.as_os_str(),
+            batch.as_ref(),
+            py.as_ref(),
+            repeats.as_ref(),
+            out.as_os_str(),
+        ];
+        python(&a.python, &a.script, &args)?;
+        let (st_s, st) = python_side(&out)?;
         let theirs = st["embeddings"].as_array().context("no `embeddings`")?;
         anyhow::ensure!(
             theirs.len() == ours.len(),
@@ -165,4 +141,57 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{tokens} tokens after truncation");
     Ok(())
+}
+
+/// `f` run `repeats` times (at least once): each run's seconds and the last run's result.
+pub(crate) fn timed<T>(
+    repeats: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Vec<f64>, T)> {
+    let mut runs = Vec::new();
+    loop {
+        let start = std::time::Instant::now();
+        let out = f()?;
+        runs.push(start.elapsed().as_secs_f64());
+        if runs.len() >= repeats.max(1) {
+            return Ok((runs, out));
+        }
+    }
+}
+
+/// Runs `python script args…` (user site-packages off; PYTHONPATH passed on).
+pub(crate) fn python(python: &Path, script: &Path, args: &[&OsStr]) -> anyhow::Result<()> {
+    let run = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .env("PYTHONNOUSERSITE", "1")
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    anyhow::ensure!(
+        run.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(())
+}
+
+/// The seconds and the whole JSON a Python side wrote to `out`, checked to have run on as
+/// many torch threads as ours: otherwise the ratio would compare thread counts.
+pub(crate) fn python_side(out: &Path) -> anyhow::Result<(f64, serde_json::Value)> {
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out).with_context(|| format!("reading {}", out.display()))?,
+    )?;
+    let seconds = v["seconds"]
+        .as_f64()
+        .context("no `seconds` from the script")?;
+    let threads = v["threads"]
+        .as_i64()
+        .context("no `threads` from the script")?;
+    anyhow::ensure!(
+        threads == tch::get_num_threads() as i64,
+        "the Python side ran with {threads} torch threads, ours with {}",
+        tch::get_num_threads()
+    );
+    Ok((seconds, v))
 }

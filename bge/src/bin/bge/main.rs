@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod bench;
+mod bench_rerank;
 mod load_test;
 mod retrieve;
 mod train;
@@ -113,6 +114,9 @@ enum Command {
     /// Sentences/s of ours and sentence-transformers on the same model, sentences and batch
     /// size, per dtype, in one run.
     Bench(bench::BenchArgs),
+    /// Pairs/s of our reranker and sentence-transformers' CrossEncoder on the same
+    /// cross-encoder (made from an encoder folder), pairs and batch size, in one run.
+    BenchRerank(bench_rerank::RerankBenchArgs),
     /// Split a retrieval set by document into a training part and a held-out part.
     Split(train::SplitArgs),
     /// Sample hard negatives for JSONL training examples from a model's own rankings.
@@ -127,18 +131,8 @@ enum Command {
         hostname: std::net::IpAddr,
         #[arg(long, env = "BGE_PORT", default_value_t = 8080)]
         port: u16,
-        #[arg(long, env = "BGE_MAX_BATCH_TOKENS", default_value_t = 16384)]
-        max_batch_tokens: usize,
-        #[arg(long, env = "BGE_MAX_CLIENT_BATCH_SIZE", default_value_t = 32)]
-        max_client_batch_size: usize,
-        #[arg(long, env = "BGE_PAYLOAD_LIMIT", default_value_t = 2_000_000)]
-        payload_limit: usize,
-        /// Cut over-long inputs instead of answering 413.
-        #[arg(long, env = "BGE_AUTO_TRUNCATE")]
-        auto_truncate: bool,
-        /// Require `Authorization: Bearer KEY`.
-        #[arg(long, env = "BGE_API_KEY")]
-        api_key: Option<String>,
+        #[command(flatten)]
+        opts: bge::serve::Options,
     },
 }
 
@@ -231,6 +225,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Search(a) => retrieve::search(a)?,
         Command::Rerank(a) => retrieve::rerank(a)?,
         Command::Bench(a) => bench::run(a)?,
+        Command::BenchRerank(a) => bench_rerank::run(a)?,
         Command::Split(a) => train::split(a)?,
         Command::MineNegatives(a) => train::mine_negatives(a)?,
         Command::Finetune(a) => train::finetune(a)?,
@@ -249,23 +244,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             model,
             hostname,
             port,
-            max_batch_tokens,
-            max_client_batch_size,
-            payload_limit,
-            auto_truncate,
-            api_key,
+            mut opts,
         } => {
             let (kind, device) = placement();
             let served = bge::serve::load_model(&model, 512, kind, device)
                 .with_context(|| format!("loading --model {}", model.display()))?;
-            let opts = bge::serve::Options {
-                model_id: model.display().to_string(),
-                max_batch_tokens,
-                max_client_batch_size,
-                payload_limit,
-                auto_truncate,
-                api_key,
-            };
+            opts.model_id = model.display().to_string();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
                 let addr = std::net::SocketAddr::new(hostname, port);
