@@ -1,7 +1,7 @@
 """sentence-transformers' side of `bge bench-rerank`.
 
     python rerank_bench.py make ENCODER_DIR OUT_DIR
-    python rerank_bench.py run MODEL_DIR PAIRS.json BATCH_SIZE DTYPE REPEATS OUT.json
+    python rerank_bench.py run MODEL_DIR PAIRS.json BATCH_SIZE MAX_LENGTH DTYPE REPEATS OUT.json
 
 `make` turns a BERT encoder folder into a cross-encoder of the architecture of
 cross-encoder/ms-marco-MiniLM-L-6-v2 (BertForSequenceClassification, one label): the
@@ -10,7 +10,7 @@ public package carries a reranker's trained weights; the speed does not depend o
 Saved with transformers' save_pretrained (safetensors) beside the encoder's tokenizer files.
 
 `run` scores the (query, passage) pairs with CrossEncoder(MODEL_DIR) on the CPU at a batch
-size and dtype (the weights cast, as `model.to(dtype)` does), raw logits (no sigmoid), after
+size, a length in tokens a pair (longest first truncation) and dtype (the weights cast, as `model.to(dtype)` does), raw logits (no sigmoid), after
 one warm-up batch, and reports the fastest of REPEATS timed runs (loading excluded,
 tokenisation included, as on our side). Writes {"seconds", "threads", "scores"} to OUT.json.
 """
@@ -39,11 +39,11 @@ def make(encoder_dir, out):
             shutil.copy(src, out)
 
 
-def run(model_dir, pairs_path, batch, dtype, repeats, out):
+def run(model_dir, pairs_path, batch, max_length, dtype, repeats, out):
     from sentence_transformers import CrossEncoder
     with open(pairs_path, encoding="utf-8") as f:
         pairs = [tuple(p) for p in json.load(f)]
-    model = CrossEncoder(model_dir, device="cpu")
+    model = CrossEncoder(model_dir, device="cpu", max_length=int(max_length))
     model.model.to(getattr(torch, dtype))
     batch = int(batch)
     identity = torch.nn.Identity()

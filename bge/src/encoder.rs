@@ -209,9 +209,9 @@ fn pooled(
     normalize: bool,
     train: bool,
 ) -> Result<Tensor> {
-    let h = match plan {
-        Some(plan) => bert.forward_planned(plan, ids, None, mask)?,
-        None => bert.forward_t(ids, None, mask, train)?,
+    let h = match train {
+        true => bert.forward_t(ids, None, mask, true)?,
+        false => bert.last_hidden(plan, ids, None, mask)?,
     };
     Ok(head.pool(&h, mask, normalize))
 }

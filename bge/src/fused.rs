@@ -7,7 +7,7 @@
 //! of bias copies, 0.51 s GELU, 0.24 s add and LayerNorm of 7.1 s).
 //!
 //! f32 and bf16 tensors (bf16 computed in f32, rounded once to nearest-even on the way out).
-//! The passes are single-threaded. Several batches run on the encoder's workers, one per core
+//! The passes are single-threaded. Several batches run on workers (`workers.rs`), one per core
 //! with libtorch on one thread each, so one thread is all a pass has; a single batch runs them
 //! on the calling thread, the rest of its forward on libtorch's threads. A second thread pool
 //! beside libtorch's spinning OpenMP threads only competes for the cores (measured: 10 %

@@ -70,7 +70,10 @@ impl M3 {
         })
     }
 
-    /// The three outputs of a padded batch `ids` / `mask` (B, T) through `bert`.
+    /// The three outputs of a padded batch `ids` / `mask` (B, T) through `bert` by libtorch's
+    /// operators ([`crate::bert::Bert::forward`]): the reference the CPU plan's path
+    /// ([`M3::outputs`] of [`crate::Encoder::last_hidden`], what the server runs) is checked
+    /// against.
     pub fn forward(&self, bert: &Bert, ids: &Tensor, mask: &Tensor) -> Result<Vec<M3Output>> {
         let h = tch::no_grad(|| bert.forward(ids, mask))?;
         self.outputs(&h, ids, mask)

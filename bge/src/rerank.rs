@@ -57,7 +57,7 @@ impl Dense {
 /// One logit per row of a batch (ids, token types and mask (B, T)) through `bert` and its
 /// CPU plan when given, then the classification head (`dense` → tanh → `out`).
 fn classify(
-    (bert, dense, out): &(Bert, Dense, Dense),
+    (bert, dense, out): (&Bert, &Dense, &Dense),
     plan: Option<&CpuPlan>,
     ids: &Tensor,
     types: &Tensor,
@@ -158,10 +158,12 @@ impl Reranker {
         Ok((Bert::from_tensors(t, config)?, dense, out))
     }
 
-    /// One logit per row of a batch: ids, token types and mask (B, T).
+    /// One logit per row of a batch: ids, token types and mask (B, T); inference only (no
+    /// gradients; through the CPU plan on the CPU).
     pub fn logits(&self, ids: &Tensor, types: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let plan = self.plan.get(&self.bert);
-        classify(&self.share(), plan.as_deref(), ids, types, mask)
+        let model = (&self.bert, &self.dense, &self.out);
+        classify(model, plan.as_deref(), ids, types, mask)
     }
 
     /// The model and its head, shallow copies (for workers: tensors are not `Sync`).
@@ -221,7 +223,13 @@ impl Reranker {
             } else {
                 ids.zeros_like()
             };
-            let logits = classify(model, plan.as_deref(), &ids, &types, &mask)?;
+            let logits = classify(
+                (&model.0, &model.1, &model.2),
+                plan.as_deref(),
+                &ids,
+                &types,
+                &mask,
+            )?;
             let logits = if sigmoid { logits.sigmoid() } else { logits };
             Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
                 .map_err(|e| Error::Invalid(format!("reading scores: {e}")))

@@ -23,6 +23,15 @@ pub(crate) fn each_batch<M: Send, B: Sync, T: Send>(
         let model = share();
         return batches.iter().map(|b| run(&model, b)).collect();
     }
+    // set_num_threads also sets the count threads start with: put back when done, a worker's
+    // panic (which the server catches) included.
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            tch::set_num_threads(self.0);
+        }
+    }
+    let _restore = Restore(threads as i32);
     let (next, run) = (AtomicUsize::new(0), &run);
     let done: Vec<(usize, Result<T>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.min(batches.len()))
@@ -46,8 +55,6 @@ pub(crate) fn each_batch<M: Send, B: Sync, T: Send>(
             .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    // set_num_threads also sets the count threads start with: put it back.
-    tch::set_num_threads(threads as i32);
     let mut out: Vec<Option<Result<T>>> = batches.iter().map(|_| None).collect();
     for (j, r) in done {
         out[j] = Some(r);

@@ -66,8 +66,8 @@ struct LayerPlan {
 }
 
 /// A model's weights prepared for [`Bert::forward_planned`]. Built from the weights as they are
-/// now (a later in-place update, fine-tuning, needs a new plan); `Sync`, so the encoder's
-/// workers share one.
+/// now (a later in-place update, fine-tuning, needs a new plan); `Sync`, so the workers of
+/// `workers.rs` share one.
 pub struct CpuPlan {
     storage: Storage,
     layers: Vec<LayerPlan>,
@@ -97,7 +97,7 @@ fn native_bf16() -> bool {
 
 impl Bert {
     /// The plan for this model on the CPU, or `None` where [`Bert::forward_planned`] does not
-    /// apply (another device, kind or activation than erf GELU). With `pack` (what the encoder
+    /// apply (another device, kind or activation than erf GELU). With `pack` (what `PlanCache`
     /// asks) and where libtorch carries MKL, f32 weights are packed for it, and so are f32
     /// copies of bf16 weights on a CPU without bf16 arithmetic; MKL's packed copy is the matrix
     /// plus ~5–7 MB. Otherwise products go through libtorch's `mm` (bf16 ones through its bf16
@@ -140,6 +140,23 @@ impl Bert {
             })
             .collect();
         Some(CpuPlan { storage, layers })
+    }
+
+    /// Last hidden states for inference: through `plan` (a [`Bert::cpu_plan`] of this model)
+    /// when given, otherwise [`Bert::forward_t`] without dropout. Padding positions hold
+    /// zeros on the first path and what libtorch computed on the second: read real tokens
+    /// only.
+    pub fn last_hidden(
+        &self,
+        plan: Option<&CpuPlan>,
+        ids: &Tensor,
+        types: Option<&Tensor>,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        match plan {
+            Some(plan) => self.forward_planned(plan, ids, types, mask),
+            None => self.forward_t(ids, types, mask, false),
+        }
     }
 
     /// [`Bert::forward_t`] (inference) through `plan`, a [`Bert::cpu_plan`] of this model;

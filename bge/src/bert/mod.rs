@@ -79,6 +79,9 @@ pub struct Bert {
     /// Checkpoint tensors the forward pass does not use (a pooler, buffers), saved back as
     /// they came so a fine-tuned folder keeps them.
     extras: Vec<(String, Tensor)>,
+    /// Which load this is (kept by [`Bert::share`]): what tells a [`PlanCache`] that another
+    /// model was put in the place of the one its plan came from.
+    id: u64,
 }
 
 /// The named tensors of a checkpoint, taken out one by one; a missing or misshapen tensor is
@@ -267,10 +270,19 @@ impl Bert {
             layers,
             params: w.taken,
             extras,
+            id: {
+                static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         })
     }
 
     /// RoBERTa-family position ids (XLM-R: bge-m3, BGE's rerankers).
+    /// Which load this model is (see the field).
+    pub(crate) fn load_id(&self) -> u64 {
+        self.id
+    }
+
     fn roberta(&self) -> bool {
         matches!(
             self.config.model_type.as_deref(),
@@ -320,6 +332,7 @@ impl Bert {
                 .collect(),
             params: named(&self.params),
             extras: named(&self.extras),
+            id: self.id,
         }
     }
 

@@ -7,7 +7,7 @@ use crate::m3::M3;
 use crate::rerank::Reranker;
 use crate::{Encoder, Error, Result};
 use std::sync::mpsc;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// What the server runs: an embedding model (with bge-m3's sparse and ColBERT heads when the
 /// folder has them) or a cross-encoder.
@@ -70,11 +70,10 @@ impl Model {
                 Task::Sparse | Task::Colbert,
             ) => {
                 let mut out = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(encoder.batch_size.max(1)) {
-                    let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-                    let (i, m) = encoder.batch(&rows);
-                    out.extend(m3.outputs(&encoder.last_hidden(&i, &m)?, &i, &m)?);
-                }
+                each_batch(encoder, ids, |_, h, i, m| {
+                    out.extend(m3.outputs(h, i, m)?);
+                    Ok(())
+                })?;
                 Ok(if task == Task::Sparse {
                     Output::Sparse(
                         out.into_iter()
@@ -101,16 +100,27 @@ impl Model {
     }
 }
 
-/// Every token's last hidden state (f32) per input.
-fn hidden(encoder: &Encoder, ids: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
-    let mut out = Vec::with_capacity(ids.len());
+/// `f(rows, last hidden states, ids, mask)` for each batch of `ids` in order, one batch after
+/// another on the model thread (unlike [`Encoder::encode_ids`], not on workers: bge-m3's heads
+/// are tensors, which cannot be shared between threads as they are).
+fn each_batch(
+    encoder: &Encoder,
+    ids: &[Vec<u32>],
+    mut f: impl FnMut(&[&[u32]], &Tensor, &Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
     for chunk in ids.chunks(encoder.batch_size.max(1)) {
         let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
         let (i, m) = encoder.batch(&rows);
-        let h = encoder
-            .last_hidden(&i, &m)?
-            .to_kind(Kind::Float)
-            .to_device(tch::Device::Cpu);
+        f(&rows, &encoder.last_hidden(&i, &m)?, &i, &m)?;
+    }
+    Ok(())
+}
+
+/// Every token's last hidden state (f32) per input.
+fn hidden(encoder: &Encoder, ids: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+    let mut out = Vec::with_capacity(ids.len());
+    each_batch(encoder, ids, |rows, h, _, _| {
+        let h = h.to_kind(Kind::Float).to_device(tch::Device::Cpu);
         for (r, row) in rows.iter().enumerate() {
             let t = h.get(r as i64).narrow(0, 0, row.len() as i64);
             let flat = Vec::<f32>::try_from(t.flatten(0, -1))
@@ -121,7 +131,8 @@ fn hidden(encoder: &Encoder, ids: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
                     .collect(),
             );
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -358,7 +358,7 @@ pub fn router(model: impl Into<Model>, opts: Options) -> axum::Router {
 
 #[cfg(test)]
 mod tests {
-    /// The (and TEI's) defaults: 16,384 tokens a batch, 32 inputs a request.
+    /// TEI's defaults: 16,384 tokens a batch, 32 inputs a request.
     #[test]
     fn default_options_are_the_flags_defaults() {
         let o = super::Options::default();

@@ -79,12 +79,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!("| dtype | ours sent/s | sentence-transformers sent/s | ratio | worst cosine |");
     println!("|---|---|---|---|---|");
     for &dtype in &a.dtypes {
-        // torch's name for it, which the script resolves with getattr(torch, …).
-        let py = match dtype {
-            flagcore::DType::BF16 => "bfloat16",
-            flagcore::DType::F16 => "float16",
-            _ => "float32",
-        };
+        let py = torch_name(dtype);
         let name = dtype.to_string();
         let mut enc = bge::Encoder::load(&a.model, dtype.into(), tch::Device::Cpu)?;
         enc.batch_size = a.batch_size.max(1);
@@ -92,7 +87,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         enc.encode(&texts[..a.batch_size.min(texts.len())])?;
         let (runs, ours) = timed(a.repeats, || Ok(enc.encode(&texts)?))?;
         drop(enc);
-        let ours_s = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let ours_s = fastest(&runs);
         let rates: Vec<String> = runs
             .iter()
             .map(|s| format!("{:.1}", texts.len() as f64 / s))
@@ -141,6 +136,20 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{tokens} tokens after truncation");
     Ok(())
+}
+
+/// torch's name for `dtype`, which the scripts resolve with getattr(torch, …).
+pub(crate) fn torch_name(dtype: flagcore::DType) -> &'static str {
+    match dtype {
+        flagcore::DType::BF16 => "bfloat16",
+        flagcore::DType::F16 => "float16",
+        _ => "float32",
+    }
+}
+
+/// The fastest of timed runs (the machine's noise only ever slows a run).
+pub(crate) fn fastest(runs: &[f64]) -> f64 {
+    runs.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// `f` run `repeats` times (at least once): each run's seconds and the last run's result.

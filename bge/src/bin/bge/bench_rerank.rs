@@ -9,7 +9,7 @@
 //! paragraph each was asked about. Each side batches as its users get it: ours sorted by
 //! length (as FlagEmbedding's reranker does), `CrossEncoder.predict` in the given order.
 
-use super::bench::{python, python_side, timed};
+use super::bench::{fastest, python, python_side, timed, torch_name};
 use anyhow::Context;
 use bge::rerank::Reranker;
 use bge::retrieval::data::Dataset;
@@ -75,6 +75,12 @@ fn pairs(a: &RerankBenchArgs) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.count > 0, "--count must be at least 1");
+    anyhow::ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(
+        a.max_length > 2,
+        "--max-length must leave room for the special tokens"
+    );
     let pairs = pairs(&a)?;
     let scratch = tempfile::tempdir()?;
     let model = scratch.path().join("cross-encoder");
@@ -95,14 +101,10 @@ pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
     println!("| dtype | ours pairs/s | CrossEncoder pairs/s | ratio | largest logit difference |");
     println!("|---|---|---|---|---|");
     for &dtype in &a.dtypes {
-        let py = match dtype {
-            flagcore::DType::BF16 => "bfloat16",
-            flagcore::DType::F16 => "float16",
-            _ => "float32",
-        };
+        let py = torch_name(dtype);
         let name = dtype.to_string();
         let mut r = Reranker::load(&model, a.max_length, dtype.into(), tch::Device::Cpu)?;
-        r.batch_size = a.batch_size.max(1);
+        r.batch_size = a.batch_size;
         let enc = pairs
             .iter()
             .map(|(q, p)| r.tokenize_pair(q, p).map(|(i, t, _)| (i, t)))
@@ -111,15 +113,17 @@ pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
         r.score(&pairs[..a.batch_size.min(pairs.len())], false)?;
         let (runs, ours) = timed(a.repeats, || Ok(r.score(&pairs, false)?))?;
         drop(r);
-        let ours_s = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let ours_s = fastest(&runs);
 
         let out = scratch.path().join(format!("st-{name}.json"));
         let (batch, repeats) = (a.batch_size.to_string(), a.repeats.max(1).to_string());
+        let max_length = a.max_length.to_string();
         let args = [
             "run".as_ref(),
             model.as_os_str(),
             input.as_os_str(),
             batch.as_ref(),
+            max_length.as_ref(),
             py.as_ref(),
             repeats.as_ref(),
             out.as_os_str(),
