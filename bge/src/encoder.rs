@@ -2,7 +2,7 @@
 //! length (longest first, so padding is small), run BERT, pool, normalise. Query instructions
 //! are prefixes, as FlagEmbedding adds them.
 
-use crate::bert::{Bert, CpuPlan, PlanCache};
+use crate::bert::{Bert, PlanCache};
 use crate::config::BertConfig;
 use crate::error::read_json;
 use crate::pooling::Head;
@@ -118,6 +118,32 @@ impl Encoder {
 
     /// One embedding per tokenised text (special tokens included), L2-normalised or not.
     pub fn encode_ids(&self, ids: &[Vec<u32>], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let head = &self.head;
+        self.map_hidden(
+            ids,
+            || (),
+            |_, h, _, mask| {
+                let v = head.pool(h, mask, normalize).to_device(tch::Device::Cpu);
+                let dim = v.size()[1].max(1) as usize;
+                let flat = Vec::<f32>::try_from(v.flatten(0, -1))
+                    .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))?;
+                Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
+            },
+        )
+    }
+
+    /// `f(extra, last hidden states, ids, mask)` of each batch of tokenised texts (special
+    /// tokens included), one result per text, in `ids`' order: the batches longest first, for
+    /// inference (no gradients), on the CPU through the model's plan on workers
+    /// (`workers.rs`), each with its own `extra()` (what `f` reads besides, shared as tensors
+    /// must be: a shallow copy per thread). Hidden states at padding positions may hold
+    /// anything.
+    pub fn map_hidden<E: Send, T: Send>(
+        &self,
+        ids: &[Vec<u32>],
+        extra: impl Fn() -> E,
+        f: impl Fn(&E, &Tensor, &Tensor, &Tensor) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<T>> {
         if ids
             .iter()
             .any(|t| t.is_empty() || t.len() > self.max_length)
@@ -131,32 +157,33 @@ impl Encoder {
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         let plan = self.plan.get(&self.bert);
-        let run = Run {
-            head: &self.head,
-            max_length: self.max_length,
-            ids,
-            normalize,
-            plan: plan.as_deref(),
+        let (plan, max_length) = (plan.as_deref(), self.max_length);
+        let run = |(bert, extra): &(Bert, E), chunk: &&[usize]| -> Result<Vec<T>> {
+            let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+            let (i, m) = batch(bert, max_length, &rows);
+            let out = tch::no_grad(|| f(extra, &bert.last_hidden(plan, &i, None, &m)?, &i, &m))?;
+            if out.len() != chunk.len() {
+                return Err(Error::Invalid(format!(
+                    "{} results for a batch of {} inputs",
+                    out.len(),
+                    chunk.len()
+                )));
+            }
+            Ok(out)
         };
         let cpu = self.bert.device() == tch::Device::Cpu;
-        let flats =
-            crate::workers::each_batch(cpu, || self.bert.share(), &chunks, |b, c| run.embed(b, c));
-        let mut out = vec![Vec::new(); ids.len()];
-        for (flat, chunk) in flats.into_iter().zip(&chunks) {
-            let flat = flat?;
-            let dim = flat.len() / chunk.len();
-            for (row, &i) in flat.chunks(dim.max(1)).zip(chunk.iter()) {
-                out[i] = row.to_vec();
+        let share = || (self.bert.share(), extra());
+        let batches = crate::workers::each_batch(cpu, share, &chunks, run);
+        let mut out: Vec<Option<T>> = ids.iter().map(|_| None).collect();
+        for (chunk, results) in chunks.iter().zip(batches) {
+            for (&i, r) in chunk.iter().zip(results?) {
+                out[i] = Some(r);
             }
         }
-        Ok(out)
-    }
-
-    /// Last hidden states (B, T, hidden) of a batch from [`Encoder::batch`] for inference,
-    /// through the model's CPU plan where it has one; padding positions may hold anything.
-    pub fn last_hidden(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let plan = self.plan.get(&self.bert);
-        tch::no_grad(|| self.bert.last_hidden(plan.as_deref(), ids, None, mask))
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every input is in one batch"))
+            .collect())
     }
 
     /// Token ids (B, T) padded to the longest row (on CUDA, to a multiple of 16 within
@@ -174,7 +201,8 @@ impl Encoder {
         normalize: bool,
         train: bool,
     ) -> Result<Tensor> {
-        pooled(&self.bert, None, &self.head, ids, mask, normalize, train)
+        let h = self.bert.forward_t(ids, None, mask, train)?;
+        Ok(self.head.pool(&h, mask, normalize))
     }
 
     /// Embeddings of queries with an instruction prefixed (BGE's retrieval convention).
@@ -197,53 +225,4 @@ fn batch(bert: &Bert, max_length: usize, rows: &[&[u32]]) -> (Tensor, Tensor) {
     let device = bert.device();
     let width = crate::bert::batch_width(rows, device, max_length);
     crate::bert::pad_rows_to(rows, pad, device, width)
-}
-
-/// [`Encoder::embed`] through `bert` (by `plan` when given: inference on the CPU) and `head`.
-fn pooled(
-    bert: &Bert,
-    plan: Option<&CpuPlan>,
-    head: &Head,
-    ids: &Tensor,
-    mask: &Tensor,
-    normalize: bool,
-    train: bool,
-) -> Result<Tensor> {
-    let h = match train {
-        true => bert.forward_t(ids, None, mask, true)?,
-        false => bert.last_hidden(plan, ids, None, mask)?,
-    };
-    Ok(head.pool(&h, mask, normalize))
-}
-
-/// What every batch of one [`Encoder::encode_ids`] run shares.
-struct Run<'a> {
-    head: &'a Head,
-    max_length: usize,
-    ids: &'a [Vec<u32>],
-    normalize: bool,
-    plan: Option<&'a CpuPlan>,
-}
-
-impl Run<'_> {
-    /// Pooled embeddings of the texts `chunk` picks from `ids`, one batch through `bert` (an
-    /// encoder's model or a [`Bert::share`] of it), flattened.
-    fn embed(&self, bert: &Bert, chunk: &[usize]) -> Result<Vec<f32>> {
-        let rows: Vec<&[u32]> = chunk.iter().map(|&i| self.ids[i].as_slice()).collect();
-        let (ids, mask) = batch(bert, self.max_length, &rows);
-        let out = tch::no_grad(|| {
-            pooled(
-                bert,
-                self.plan,
-                self.head,
-                &ids,
-                &mask,
-                self.normalize,
-                false,
-            )
-        })?
-        .to_device(tch::Device::Cpu);
-        Vec::<f32>::try_from(out.flatten(0, -1))
-            .map_err(|e| Error::Invalid(format!("reading embeddings: {e}")))
-    }
 }

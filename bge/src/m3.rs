@@ -62,6 +62,20 @@ pub struct M3 {
 }
 
 impl M3 {
+    /// The same heads over the same storage (another handle to each tensor), for another
+    /// thread: tensors are `Send` but not `Sync`.
+    pub fn share(&self) -> M3 {
+        let head = |h: &Head| Head {
+            w: h.w.shallow_clone(),
+            b: h.b.shallow_clone(),
+        };
+        M3 {
+            sparse: head(&self.sparse),
+            colbert: head(&self.colbert),
+            special: self.special.clone(),
+        }
+    }
+
     pub fn load(dir: &Path, special: Vec<u32>, kind: Kind, device: tch::Device) -> Result<Self> {
         Ok(M3 {
             sparse: head(dir, "sparse_linear", kind, device)?,
@@ -72,7 +86,7 @@ impl M3 {
 
     /// The three outputs of a padded batch `ids` / `mask` (B, T) through `bert` by libtorch's
     /// operators ([`crate::bert::Bert::forward`]): the reference the CPU plan's path
-    /// ([`M3::outputs`] of [`crate::Encoder::last_hidden`], what the server runs) is checked
+    /// ([`M3::outputs`] through [`crate::Encoder::map_hidden`], what the server runs) is checked
     /// against.
     pub fn forward(&self, bert: &Bert, ids: &Tensor, mask: &Tensor) -> Result<Vec<M3Output>> {
         let h = tch::no_grad(|| bert.forward(ids, mask))?;
@@ -80,7 +94,7 @@ impl M3 {
     }
 
     /// The three outputs of a padded batch `ids` / `mask` (B, T) from its last hidden states
-    /// `h` (B, T, hidden), e.g. [`crate::Encoder::last_hidden`]'s; padding positions are not
+    /// `h` (B, T, hidden), e.g. [`crate::Encoder::map_hidden`]'s; padding positions are not
     /// read.
     pub fn outputs(&self, h: &Tensor, ids: &Tensor, mask: &Tensor) -> Result<Vec<M3Output>> {
         let read = |t: &Tensor| -> Result<Vec<f32>> {

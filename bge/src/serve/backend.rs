@@ -7,7 +7,7 @@ use crate::m3::M3;
 use crate::rerank::Reranker;
 use crate::{Encoder, Error, Result};
 use std::sync::mpsc;
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 /// What the server runs: an embedding model (with bge-m3's sparse and ColBERT heads when the
 /// folder has them) or a cross-encoder.
@@ -69,11 +69,8 @@ impl Model {
                 },
                 Task::Sparse | Task::Colbert,
             ) => {
-                let mut out = Vec::with_capacity(ids.len());
-                each_batch(encoder, ids, |_, h, i, m| {
-                    out.extend(m3.outputs(h, i, m)?);
-                    Ok(())
-                })?;
+                let out =
+                    encoder.map_hidden(ids, || m3.share(), |m3, h, i, m| m3.outputs(h, i, m))?;
                 Ok(if task == Task::Sparse {
                     Output::Sparse(
                         out.into_iter()
@@ -100,40 +97,28 @@ impl Model {
     }
 }
 
-/// `f(rows, last hidden states, ids, mask)` for each batch of `ids` in order, one batch after
-/// another on the model thread (unlike [`Encoder::encode_ids`], not on workers: bge-m3's heads
-/// are tensors, which cannot be shared between threads as they are).
-fn each_batch(
-    encoder: &Encoder,
-    ids: &[Vec<u32>],
-    mut f: impl FnMut(&[&[u32]], &Tensor, &Tensor, &Tensor) -> Result<()>,
-) -> Result<()> {
-    for chunk in ids.chunks(encoder.batch_size.max(1)) {
-        let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-        let (i, m) = encoder.batch(&rows);
-        f(&rows, &encoder.last_hidden(&i, &m)?, &i, &m)?;
-    }
-    Ok(())
-}
-
 /// Every token's last hidden state (f32) per input.
 fn hidden(encoder: &Encoder, ids: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
-    let mut out = Vec::with_capacity(ids.len());
-    each_batch(encoder, ids, |rows, h, _, _| {
-        let h = h.to_kind(Kind::Float).to_device(tch::Device::Cpu);
-        for (r, row) in rows.iter().enumerate() {
-            let t = h.get(r as i64).narrow(0, 0, row.len() as i64);
-            let flat = Vec::<f32>::try_from(t.flatten(0, -1))
-                .map_err(|e| Error::Invalid(format!("reading hidden states: {e}")))?;
-            out.push(
-                flat.chunks(h.size()[2] as usize)
-                    .map(<[f32]>::to_vec)
-                    .collect(),
-            );
-        }
-        Ok(())
-    })?;
-    Ok(out)
+    encoder.map_hidden(
+        ids,
+        || (),
+        |_, h, _, mask| {
+            let h = h.to_kind(Kind::Float).to_device(tch::Device::Cpu);
+            // Batches pad on the right: each input's tokens come first in its row.
+            let lens = Vec::<i64>::try_from(mask.sum_dim_intlist(1, false, Kind::Int64))
+                .map_err(|e| Error::Invalid(format!("reading the mask: {e}")))?;
+            let dim = h.size()[2].max(1) as usize;
+            lens.iter()
+                .enumerate()
+                .map(|(r, &len)| {
+                    let t = h.get(r as i64).narrow(0, 0, len);
+                    let flat = Vec::<f32>::try_from(t.flatten(0, -1))
+                        .map_err(|e| Error::Invalid(format!("reading hidden states: {e}")))?;
+                    Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
+                })
+                .collect()
+        },
+    )
 }
 
 fn split(out: &Output, at: usize, n: usize) -> Output {
