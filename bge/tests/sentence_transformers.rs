@@ -176,3 +176,47 @@ fn bf16_plan_matches_libtorch_bf16() {
     eprintln!("bf16 plan vs libtorch bf16: worst token cosine {worst:.6}");
     assert!(worst > 0.999, "worst token cosine {worst}");
 }
+
+/// The encoder's CPU plan follows its weights: after an in-place update of a weight the plan
+/// packs (what fine-tuning does), encoding agrees with libtorch's path on the new weights,
+/// not with the plan built before the update.
+#[test]
+fn plan_follows_in_place_weight_updates() {
+    let Some(model_dir) = common::minilm() else {
+        return;
+    };
+    let enc = bge::Encoder::load(&model_dir, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    let texts = sentences();
+    let before = enc.encode(&texts).unwrap();
+    let mut w = enc
+        .bert
+        .parameters()
+        .iter()
+        .find(|(n, _)| n.ends_with("layer.0.intermediate.dense.weight"))
+        .expect("MiniLM's first feed-forward weight")
+        .1
+        .shallow_clone();
+    tch::no_grad(|| {
+        let _ = w.f_mul_scalar_(-1.5).unwrap();
+    });
+    let after = enc.encode(&texts).unwrap();
+    let ids = enc.tokenize(&texts).unwrap();
+    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let (i, m) = enc.batch(&rows);
+    let want = tch::no_grad(|| enc.embed(&i, &m, enc.head.normalize, false)).unwrap();
+    let mut moved = 0f64;
+    for (r, (a, b)) in after.iter().zip(&before).enumerate() {
+        let w = Vec::<f64>::try_from(want.get(r as i64).to_kind(tch::Kind::Double)).unwrap();
+        let c = common::cosine(a, &w);
+        assert!(
+            c >= 0.99999,
+            "text {r}: cosine {c} with libtorch's path after the update"
+        );
+        let b: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+        moved = moved.max(1.0 - common::cosine(a, &b));
+    }
+    assert!(
+        moved > 1e-3,
+        "the update should move the embeddings ({moved})"
+    );
+}
