@@ -153,37 +153,17 @@ impl Encoder {
                 self.max_length
             )));
         }
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         let plan = self.plan.get(&self.bert);
         let (plan, max_length) = (plan.as_deref(), self.max_length);
-        let run = |(bert, extra): &(Bert, E), chunk: &&[usize]| -> Result<Vec<T>> {
+        let run = |(bert, extra): &(Bert, E), chunk: &[usize]| -> Result<Vec<T>> {
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
             let (i, m) = batch(bert, max_length, &rows);
-            let out = tch::no_grad(|| f(extra, &bert.last_hidden(plan, &i, None, &m)?, &i, &m))?;
-            if out.len() != chunk.len() {
-                return Err(Error::Invalid(format!(
-                    "{} results for a batch of {} inputs",
-                    out.len(),
-                    chunk.len()
-                )));
-            }
-            Ok(out)
+            tch::no_grad(|| f(extra, &bert.last_hidden(plan, &i, None, &m)?, &i, &m))
         };
+        let lens: Vec<usize> = ids.iter().map(Vec::len).collect();
         let cpu = self.bert.device() == tch::Device::Cpu;
         let share = || (self.bert.share(), extra());
-        let batches = crate::workers::each_batch(cpu, share, &chunks, run);
-        let mut out: Vec<Option<T>> = ids.iter().map(|_| None).collect();
-        for (chunk, results) in chunks.iter().zip(batches) {
-            for (&i, r) in chunk.iter().zip(results?) {
-                out[i] = Some(r);
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|r| r.expect("every input is in one batch"))
-            .collect())
+        crate::workers::by_length(&lens, self.batch_size, cpu, share, run)
     }
 
     /// Token ids (B, T) padded to the longest row (on CUDA, to a multiple of 16 within

@@ -204,16 +204,13 @@ impl Reranker {
                 self.max_length
             )));
         }
-        let mut order: Vec<usize> = (0..enc.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].0.len()));
         let pad = self.bert.config.pad_token_id.unwrap_or(0);
         // Models with one token type (XLM-R) see every token as type 0, as their tokenizers
         // say; a BERT-style tokenizer's second segment must not index past it.
         let typed = self.bert.config.type_vocab_size > 1;
         let plan = self.plan.get(&self.bert);
-        let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         let (device, max_length) = (self.bert.device(), self.max_length);
-        let run = |model: &(Bert, Dense, Dense), chunk: &&[usize]| -> Result<Vec<f32>> {
+        let run = |(bert, dense, out): &(Bert, Dense, Dense), chunk: &[usize]| {
             let ids: Vec<&[u32]> = chunk.iter().map(|&i| enc[i].0.as_slice()).collect();
             let width = batch_width(&ids, device, max_length);
             let (ids, mask) = pad_rows_to(&ids, pad, device, width);
@@ -223,25 +220,13 @@ impl Reranker {
             } else {
                 ids.zeros_like()
             };
-            let logits = classify(
-                (&model.0, &model.1, &model.2),
-                plan.as_deref(),
-                &ids,
-                &types,
-                &mask,
-            )?;
+            let logits = classify((bert, dense, out), plan.as_deref(), &ids, &types, &mask)?;
             let logits = if sigmoid { logits.sigmoid() } else { logits };
             Vec::<f32>::try_from(logits.to_device(tch::Device::Cpu))
                 .map_err(|e| Error::Invalid(format!("reading scores: {e}")))
         };
-        let mut out = vec![0f32; enc.len()];
+        let lens: Vec<usize> = enc.iter().map(|e| e.0.len()).collect();
         let cpu = device == tch::Device::Cpu;
-        let scores = crate::workers::each_batch(cpu, || self.share(), &chunks, run);
-        for (chunk, v) in chunks.iter().zip(scores) {
-            for (&i, s) in chunk.iter().zip(v?) {
-                out[i] = s;
-            }
-        }
-        Ok(out)
+        crate::workers::by_length(&lens, self.batch_size, cpu, || self.share(), run)
     }
 }

@@ -5,14 +5,49 @@
 //! sentences/s against 186 / 519 one batch at a time on both threads (`bge bench`, MiniLM,
 //! batch size 32). The batch size stays what the caller asked for.
 
-use crate::Result;
+use crate::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// `run(model, batch)` over inputs of lengths `lens`, `batch_size` of them a batch, longest
+/// first (so padding is small), on workers as [`each_batch`] runs them; `run` gets a batch as
+/// indices into the inputs and gives one result per input, and the results come back in the
+/// inputs' order.
+pub(crate) fn by_length<M: Send, T: Send>(
+    lens: &[usize],
+    batch_size: usize,
+    cpu: bool,
+    share: impl Fn() -> M,
+    run: impl Fn(&M, &[usize]) -> Result<Vec<T>> + Sync,
+) -> Result<Vec<T>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+    let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let batches = each_batch(cpu, share, &chunks, |m, chunk| run(m, chunk));
+    let mut out: Vec<Option<T>> = lens.iter().map(|_| None).collect();
+    for (chunk, results) in chunks.iter().zip(batches) {
+        let results = results?;
+        if results.len() != chunk.len() {
+            return Err(Error::Invalid(format!(
+                "{} results for a batch of {} inputs",
+                results.len(),
+                chunk.len()
+            )));
+        }
+        for (&i, r) in chunk.iter().zip(results) {
+            out[i] = Some(r);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.expect("every input is in one batch"))
+        .collect())
+}
 
 /// `run(model, batch)` for every batch, in the batches' order: where the model is on the CPU
 /// (`cpu`), libtorch has several threads and there are several batches, on workers, each with
 /// its own `share()` of the model (a shallow copy: libtorch's tensors are not `Sync`); else
 /// one after the other on the calling thread.
-pub(crate) fn each_batch<M: Send, B: Sync, T: Send>(
+fn each_batch<M: Send, B: Sync, T: Send>(
     cpu: bool,
     share: impl Fn() -> M,
     batches: &[B],

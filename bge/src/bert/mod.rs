@@ -277,12 +277,12 @@ impl Bert {
         })
     }
 
-    /// RoBERTa-family position ids (XLM-R: bge-m3, BGE's rerankers).
     /// Which load this model is (see the field).
     pub(crate) fn load_id(&self) -> u64 {
         self.id
     }
 
+    /// RoBERTa-family position ids (XLM-R: bge-m3, BGE's rerankers).
     fn roberta(&self) -> bool {
         matches!(
             self.config.model_type.as_deref(),

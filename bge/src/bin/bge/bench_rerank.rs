@@ -105,11 +105,10 @@ pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
         let name = dtype.to_string();
         let mut r = Reranker::load(&model, a.max_length, dtype.into(), tch::Device::Cpu)?;
         r.batch_size = a.batch_size;
-        let enc = pairs
+        tokens = pairs
             .iter()
-            .map(|(q, p)| r.tokenize_pair(q, p).map(|(i, t, _)| (i, t)))
-            .collect::<bge::Result<Vec<_>>>()?;
-        tokens = enc.iter().map(|e| e.0.len()).sum();
+            .map(|(q, p)| r.tokenize_pair(q, p).map(|(ids, ..)| ids.len()))
+            .sum::<bge::Result<usize>>()?;
         r.score(&pairs[..a.batch_size.min(pairs.len())], false)?;
         let (runs, ours) = timed(a.repeats, || Ok(r.score(&pairs, false)?))?;
         drop(r);
