@@ -199,24 +199,72 @@ fn plan_follows_in_place_weight_updates() {
     tch::no_grad(|| {
         let _ = w.f_mul_scalar_(-1.5).unwrap();
     });
-    let after = enc.encode(&texts).unwrap();
-    let ids = enc.tokenize(&texts).unwrap();
+    assert_plan_is_current(&enc, &texts, &before, "after the update");
+}
+
+/// A copy of the MiniLM folder at `dir` with one weight scaled (a different model of the
+/// same shape, whose fresh tensors carry the same version counters as the original's).
+fn altered_copy(src: &std::path::Path, dir: &std::path::Path) {
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let to = dir.join(path.file_name().unwrap());
+        if path.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            altered_copy(&path, &to);
+        } else if path.file_name().is_some_and(|n| n == "model.safetensors") {
+            let tensors: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(&path)
+                .unwrap()
+                .into_iter()
+                .map(
+                    |(n, t)| match n.ends_with("layer.0.intermediate.dense.weight") {
+                        true => (n, t * -1.5),
+                        false => (n, t),
+                    },
+                )
+                .collect();
+            tch::Tensor::write_safetensors(&tensors, &to).unwrap();
+        } else {
+            std::fs::copy(&path, &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn plan_follows_a_model_put_in_place() {
+    let Some(model_dir) = common::minilm() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    altered_copy(&model_dir, scratch.path());
+    let load = |dir: &std::path::Path| {
+        bge::Encoder::load(dir, tch::Kind::Float, tch::Device::Cpu).unwrap()
+    };
+    let mut enc = load(&model_dir);
+    let texts = sentences();
+    let before = enc.encode(&texts).unwrap();
+    enc.bert = load(scratch.path()).bert;
+    assert_plan_is_current(&enc, &texts, &before, "with the model put in place");
+}
+
+/// The encoder's embeddings of `texts` (through its plan) equal libtorch's path of the model
+/// it holds now (cosine ≥ 0.99999 each) and moved away from `before`, those of the model it
+/// held when its plan was first built.
+fn assert_plan_is_current(enc: &bge::Encoder, texts: &[String], before: &[Vec<f32>], when: &str) {
+    let after = enc.encode(texts).unwrap();
+    let ids = enc.tokenize(texts).unwrap();
     let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let (i, m) = enc.batch(&rows);
     let want = tch::no_grad(|| enc.embed(&i, &m, enc.head.normalize, false)).unwrap();
     let mut moved = 0f64;
-    for (r, (a, b)) in after.iter().zip(&before).enumerate() {
+    for (r, (a, b)) in after.iter().zip(before).enumerate() {
         let w = Vec::<f64>::try_from(want.get(r as i64).to_kind(tch::Kind::Double)).unwrap();
         let c = common::cosine(a, &w);
         assert!(
             c >= 0.99999,
-            "text {r}: cosine {c} with libtorch's path after the update"
+            "text {r}: cosine {c} with libtorch's path {when}"
         );
         let b: Vec<f64> = b.iter().map(|&x| x as f64).collect();
         moved = moved.max(1.0 - common::cosine(a, &b));
     }
-    assert!(
-        moved > 1e-3,
-        "the update should move the embeddings ({moved})"
-    );
+    assert!(moved > 1e-3, "the embeddings should move {when} ({moved})");
 }
