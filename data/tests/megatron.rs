@@ -13,9 +13,8 @@ use std::path::Path;
 
 fn check(script_env: &str, prefix: &Path, docs: &Path, tokenizer: &Path, eod: u32) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_megatron.py");
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&script)
+    let stdout = flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), &script)
             .args([
                 "--prefix",
                 prefix.to_str().unwrap(),
@@ -28,17 +27,10 @@ fn check(script_env: &str, prefix: &Path, docs: &Path, tokenizer: &Path, eod: u3
                 "--eod",
                 &eod.to_string(),
             ])
-            .env("PYTHONPATH", script_env)
-            .env("PYTHONNOUSERSITE", "1")
-            .output()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{}", stdout.trim());
-    assert!(
-        out.status.success() && stdout.contains("identical"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            .env("PYTHONPATH", script_env),
     );
+    eprintln!("{}", stdout.trim());
+    assert!(stdout.contains("identical"), "{stdout}");
 }
 
 #[test]

@@ -53,6 +53,13 @@ pub enum Error {
     },
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// A Python peer (see `python.rs`) that exited with an error.
+    #[error("{script} ({status}):\n{output}")]
+    Python {
+        script: String,
+        status: String,
+        output: String,
+    },
     #[cfg(feature = "torch")]
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

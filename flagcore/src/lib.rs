@@ -5,6 +5,7 @@
 //!   that they need no libtorch; with the `torch` feature, conversions to and from `tch::Tensor`.
 //! - [`config`]: YAML/JSON/TOML configs with dotted overrides and `${env:VAR}` interpolation.
 //! - [`manifest`]: the provenance record written beside every artifact.
+//! - [`python`]: running the Python reference implementations tests and benches compare with.
 //! - [`rng`]: SplitMix64, the seeded generator samples and shuffles use.
 //! - [`telemetry`]: tracing, progress bars and JSON-lines metrics for binaries.
 //! - [`Error`] / [`Result`]: this library's one error type.
@@ -21,6 +22,7 @@ pub mod fsutil;
 mod layout;
 pub mod libtorch_link;
 pub mod manifest;
+pub mod python;
 pub mod rng;
 mod serde_str;
 pub mod telemetry;

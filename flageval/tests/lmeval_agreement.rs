@@ -51,33 +51,27 @@ fn csem_scores_and_loglikelihoods_match_lm_eval() {
         };
         let ours = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
         let out = dir.path().join(format!("lmeval-{shots}.json"));
-        let run = std::process::Command::new(
-            std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
-        )
-        .arg(root.join("scripts/lmeval_agree.py"))
-        .arg("--task-yaml")
-        .arg(&yaml)
-        .arg("--data-file")
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&hf)
-        .args([
-            "--limit",
-            &limit.to_string(),
-            "--num-fewshot",
-            &shots.to_string(),
-            "--out",
-        ])
-        .arg(&out)
-        .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
-        .env("PYTHONNOUSERSITE", "1")
-        .env("HF_HOME", dir.path().join("hf-home"))
-        .output()
-        .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        flagcore::python::run_ok(
+            flagcore::python::script(
+                flagcore::python::interpreter(),
+                root.join("scripts/lmeval_agree.py"),
+            )
+            .arg("--task-yaml")
+            .arg(&yaml)
+            .arg("--data-file")
+            .arg(&data)
+            .arg("--model-dir")
+            .arg(&hf)
+            .args([
+                "--limit",
+                &limit.to_string(),
+                "--num-fewshot",
+                &shots.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
+            .env("HF_HOME", dir.path().join("hf-home")),
         );
         let theirs: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();

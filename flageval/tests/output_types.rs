@@ -277,19 +277,11 @@ fn aggregations_match_lm_evals_own_functions() {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_metrics.py");
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(script)
-            .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
-            .env("PYTHONNOUSERSITE", "1")
-            .output()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), script)
+            .env("PYTHONPATH", format!("{lmeval}:{pycheck}")),
     );
-    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: Value = serde_json::from_str(&out).unwrap();
     let scores: Vec<(f64, f64)> = [1., 0., 1., 1., 0., 1., 1.]
         .iter()
         .map(|&x| (x, 1.0))

@@ -26,20 +26,12 @@ fn smollm2_gguf_matches_transformers() {
     let work = tempfile::tempdir().unwrap();
     let reference = work.path().join("ref.safetensors");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gguf_reference.py");
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&script)
+    flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), &script)
             .arg(&gguf)
             .arg(&reference)
             .args(PROMPTS)
-            .env("PYTHONPATH", &pythonpath)
-            .env("PYTHONNOUSERSITE", "1")
-            .output()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            .env("PYTHONPATH", &pythonpath),
     );
     let refs = flagcore::torch::load_safetensors(&reference, None, tch::Device::Cpu).unwrap();
     let get = |n: String| {

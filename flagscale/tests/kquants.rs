@@ -44,19 +44,10 @@ fn k_quants_match_gguf_py() {
         assert_eq!(ours.len(), blocks * 256);
         let (inp, out) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
         std::fs::write(&inp, &bytes).unwrap();
-        let run = std::process::Command::new(
-            std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
-        )
-        .arg(&script)
-        .args([name, inp.to_str().unwrap(), out.to_str().unwrap()])
-        .env("PYTHONPATH", &pythonpath)
-        .env("PYTHONNOUSERSITE", "1")
-        .output()
-        .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        flagcore::python::run_ok(
+            flagcore::python::script(flagcore::python::interpreter(), &script)
+                .args([name, inp.to_str().unwrap(), out.to_str().unwrap()])
+                .env("PYTHONPATH", &pythonpath),
         );
         let theirs: Vec<f32> = std::fs::read(&out)
             .unwrap()

@@ -27,26 +27,17 @@ fn lm_eval_scores_above_chance_through_the_server() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_check.py");
     let home = tempfile::tempdir().unwrap();
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&script)
+    let stdout = flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), &script)
             .args(["--base-url", &format!("http://{addr}/v1/completions")])
             .arg("--gguf")
             .arg(&gguf)
             // Lists of prompts per request: the server's batched scoring path.
             .args(["--batch-size", "4"])
             .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HOME", home.path())
-            .output()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            .env("HF_HOME", home.path()),
     );
+    eprintln!("{stdout}");
     let json_end = stdout.rfind('}').unwrap();
     let results: serde_json::Value = serde_json::from_str(&stdout[..=json_end]).unwrap();
     let acc = results["flagscale_easy_mc"]["acc,none"].as_f64().unwrap();

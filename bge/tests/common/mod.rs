@@ -12,19 +12,11 @@ pub fn run_script(script: &str, args: &[&OsStr], pythonpath: &str, scratch: &Pat
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(script);
-    let run =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(path)
+    flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), path)
             .args(args)
             .env("PYTHONPATH", pythonpath)
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HOME", scratch.join("hf-home"))
-            .output()
-            .unwrap();
-    assert!(
-        run.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&run.stderr)
+            .env("HF_HOME", scratch.join("hf-home")),
     );
 }
 

@@ -35,22 +35,12 @@ pub fn python(pythonpath: &str, script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(script);
-    let out =
-        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&path)
+    flagcore::python::run_ok(
+        flagcore::python::script(flagcore::python::interpreter(), path)
             .args(args)
             .env("PYTHONPATH", pythonpath)
-            .env("PYTHONNOUSERSITE", "1")
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{script}: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+            .env("HF_HUB_OFFLINE", "1"),
+    )
 }
 
 /// Serves `state` on a free loopback port; keep the runtime alive while using the address.

@@ -170,18 +170,7 @@ pub(crate) fn timed<T>(
 
 /// Runs `python script args…` (user site-packages off; PYTHONPATH passed on).
 pub(crate) fn python(python: &Path, script: &Path, args: &[&OsStr]) -> anyhow::Result<()> {
-    let run = std::process::Command::new(python)
-        .arg(script)
-        .args(args)
-        .env("PYTHONNOUSERSITE", "1")
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    anyhow::ensure!(
-        run.status.success(),
-        "{}: {}",
-        script.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    flagcore::python::run(flagcore::python::script(python, script).args(args))?;
     Ok(())
 }
 

@@ -248,17 +248,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let peer = match &args.datatrove_python {
         Some(py) => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/datatrove_minhash.py");
-            let out = std::process::Command::new(py)
-                .arg(&script)
-                .arg(corpus_file.parent().unwrap_or(work))
-                .arg(work.join("datatrove"))
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "datatrove run failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            let out = flagcore::python::run(
+                flagcore::python::script(py, &script)
+                    .arg(corpus_file.parent().unwrap_or(work))
+                    .arg(work.join("datatrove")),
+            )
+            .context("datatrove run failed")?;
             let line = String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .last()

@@ -70,9 +70,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ours_s = start.elapsed().as_secs_f64();
 
     let out = scratch.path().join("lmeval.json");
-    let mut cmd = std::process::Command::new(&a.python);
-    cmd.arg(&a.script)
-        .arg("--task-yaml")
+    let mut cmd = flagcore::python::script(&a.python, &a.script);
+    cmd.arg("--task-yaml")
         .arg(&path)
         .arg("--data-file")
         .arg(&task.data_file)
@@ -87,14 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(k) = a.num_fewshot {
         cmd.args(["--num-fewshot", &k.to_string()]);
     }
-    let run = cmd
-        .output()
-        .with_context(|| format!("starting {}", a.python.display()))?;
-    anyhow::ensure!(
-        run.status.success(),
-        "lm-eval failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    flagcore::python::run(&mut cmd).context("lm-eval failed")?;
     let theirs: serde_json::Value = serde_json::from_slice(&std::fs::read(&out)?)?;
     let theirs_s = theirs["seconds"].as_f64().context("lm-eval's time")?;
     let mut worst = 0f64;

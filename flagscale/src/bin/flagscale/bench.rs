@@ -105,17 +105,8 @@ fn parse_reference(out: &str, tokens_per_step: f64) -> Vec<(String, f64)> {
 }
 
 fn python_run(python: &Path, script: &Path, args: &[String]) -> anyhow::Result<String> {
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "PyTorch reference {} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = flagcore::python::run(flagcore::python::script(python, script).args(args))
+        .context("the PyTorch reference failed")?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
