@@ -47,4 +47,6 @@ pub use paged::paged_attention;
 pub use piecewise::{piecewise_attention, piecewise_attention_backward, PiecewiseGrads};
 pub use shape::Dims;
 pub use split_kv::flash_attention_split_kv;
+#[cfg(target_arch = "x86_64")]
+pub use vexp::avx2 as vexp_avx2;
 pub use vexp::{exp_affine, madd};

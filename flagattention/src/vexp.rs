@@ -143,6 +143,42 @@ mod avx512 {
     }
 }
 
+/// e^x a vector at a time with AVX2 intrinsics, for callers that fuse the exponential into
+/// a pass of their own (bge's attention): the same result as [`exp_affine`]'s lanes.
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use super::{EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+    use std::arch::x86_64::*;
+
+    /// e^x in 8 lanes, x clamped to [−87, 88.7] (a NaN stays NaN).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (safe to call from code compiled with both).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn exp8(x: __m256) -> __m256 {
+        // maxps/minps return their second operand when either is NaN.
+        let x = _mm256_min_ps(
+            _mm256_set1_ps(88.7),
+            _mm256_max_ps(_mm256_set1_ps(-87.0), x),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_POLY[5]);
+        for &c in EXP_POLY[..5].iter().rev() {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2(xs: &mut [f32], a: f32, b: f32) -> f32 {
@@ -280,6 +316,47 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX2 intrinsics' lanes give what the slice loop gives, bit for bit, over the
+    /// softmax range, the clamps and a NaN.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn exp8_equals_the_slice_loop() {
+        if !crate::cpu::avx2_fma() {
+            eprintln!("skipped: no AVX2 + FMA");
+            return;
+        }
+        let mut xs: Vec<f32> = (0..40_000).map(|i| -100.0 + i as f32 * 0.0047).collect();
+        xs.extend([
+            f32::NEG_INFINITY,
+            -87.0,
+            88.7,
+            0.0,
+            -0.0,
+            f32::NAN,
+            1e-30,
+            -1e-30,
+        ]);
+        xs.resize(xs.len().next_multiple_of(8), 0.5);
+        let mut want = xs.clone();
+        // SAFETY: AVX2 and FMA checked above.
+        unsafe { avx2(&mut want, 1.0, 0.0) };
+        for (c, w) in xs.chunks_exact(8).zip(want.chunks_exact(8)) {
+            let mut got = [0f32; 8];
+            // SAFETY: AVX2 and FMA checked above; eight lanes each.
+            unsafe {
+                use std::arch::x86_64::*;
+                let e = avx2::exp8(_mm256_loadu_ps(c.as_ptr()));
+                _mm256_storeu_ps(got.as_mut_ptr(), e);
+            }
+            for ((g, w), x) in got.iter().zip(w).zip(c) {
+                assert!(
+                    g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                    "e^{x}: {g} vs {w}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn close_to_libm_over_the_softmax_range() {

@@ -9,7 +9,7 @@
 //! bf16 model rounds, in f32 storage, and its products run through f32 copies of its weights:
 //! the same values at f32's rate ([`Storage::Bf16InF32`]).
 
-use super::{attention, key_mask, split_qkv, Bert, Layer};
+use super::{attend, attention, key_mask, split_qkv, Bert, Layer};
 use crate::fused::{self, NormParams, Storage};
 use crate::mkl::PackedWeight;
 use crate::Result;
@@ -371,7 +371,18 @@ fn right_padded(rows: &[usize], b: i64, tp: i64) -> Option<Vec<(i64, i64)>> {
 /// Self-attention text by text over rows (N, 3·heads·d) of the real tokens (see
 /// [`Tokens::texts`]), as rows (N, heads·d).
 fn attend_each(y: &Tensor, texts: &[(i64, i64)], heads: i64, d: i64) -> Tensor {
-    let out = Tensor::empty([y.size()[0], heads * d], (y.kind(), y.device()));
+    let mut out = Tensor::empty([y.size()[0], heads * d], (y.kind(), y.device()));
+    if y.kind() == Kind::Float && d % 16 == 0 && attend::available() {
+        let (cols, h) = (y.size()[1] as usize, (heads * d) as usize);
+        // SAFETY: y and out are distinct contiguous f32 CPU tensors (rows of cols and h).
+        let (ys, os) = unsafe { (fused::elems::<f32>(y), fused::elems_mut::<f32>(&mut out)) };
+        for &(start, n) in texts {
+            let (s, n) = (start as usize, n as usize);
+            let rows = (&ys[s * cols..(s + n) * cols], &mut os[s * h..(s + n) * h]);
+            attend::attend(rows.0, n, heads as usize, d as usize, rows.1);
+        }
+        return out;
+    }
     for &(start, n) in texts {
         let (q, k, v) = split_qkv(&y.narrow(0, start, n).unsqueeze(0), heads, d);
         let o = Tensor::scaled_dot_product_attention(

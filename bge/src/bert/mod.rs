@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
+mod attend;
 mod cpu;
 mod plan_cache;
 pub use cpu::CpuPlan;
