@@ -326,7 +326,7 @@ mod simd {
 
 /// The widest vectors the CPU has for the passes: 2 for AVX-512 (with FMA), 1 for AVX2 with
 /// FMA, 0 otherwise.
-fn width() -> u8 {
+pub(crate) fn width() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;

@@ -57,7 +57,7 @@ pub enum Error {
     #[error("{script} ({status}):\n{output}")]
     Python {
         script: String,
-        status: String,
+        status: std::process::ExitStatus,
         output: String,
     },
     #[cfg(feature = "torch")]

@@ -37,7 +37,7 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         .into_owned();
     Err(Error::Python {
         script,
-        status: out.status.to_string(),
+        status: out.status,
         output: [&out.stderr, &out.stdout]
             .iter()
             .map(|s| String::from_utf8_lossy(s).trim().to_string())
