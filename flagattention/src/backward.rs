@@ -189,7 +189,6 @@ impl Ctx<'_> {
         };
         let (mut s, mut dp) = (vec![0f32; qb * ld], vec![0f32; qb * ld]);
         let mut spare = vec![0f32; if pairs > 1 { qb * ld } else { 0 }];
-        let mut part = vec![0f32; qb.max(kb) * d];
         let mut blocks = Vec::new();
         for blk in (share..n.div_ceil(kb)).step_by(shares) {
             let (c0, c) = (blk * kb, kb.min(n - blk * kb));
@@ -226,18 +225,17 @@ impl Ctx<'_> {
                             drop.apply(at, 1, pi);
                         }
                     }
-                    // Each product into `part`, then added: sums over thousands of rows or
+                    // Each tile's product summed from zero, then added to the gradient (in
+                    // the kernel, one rounding per tile): sums over thousands of rows or
                     // keys kept in one running sum would lose digits.
                     let p_t = Lhs::transposed(&s, ld);
-                    matmul(&mut part, d, c, d, r, p_t, self.d_o.from(bh, r0), false);
-                    add(&mut dv, &part[..c * d]);
+                    matmul(&mut dv, d, c, d, r, p_t, self.d_o.from(bh, r0), true);
                     for (p, ds) in self.split(&mut dp, &mut spare, ld, (r0, r), (c0, c)) {
                         let ds_t = Lhs::transposed(ds, ld);
-                        matmul(&mut part, d, c, d, r, ds_t, self.q[p].from(bh, r0), false);
-                        add(&mut dk[p], &part[..c * d]);
+                        matmul(&mut dk[p], d, c, d, r, ds_t, self.q[p].from(bh, r0), true);
                         let (ds, keys) = (Lhs::rows(ds, ld), self.k[p].from(kv, c0));
-                        matmul(&mut part, d, r, d, c, ds, keys, false);
-                        add(&mut dq[p][(hh * m + r0) * d..][..r * d], &part[..r * d]);
+                        let dq = &mut dq[p][(hh * m + r0) * d..][..r * d];
+                        matmul(dq, d, r, d, c, ds, keys, true);
                     }
                     r0 += r;
                 }
