@@ -203,7 +203,7 @@ fn main() -> anyhow::Result<()> {
                     false => "—".into(),
                 };
                 let ratio = |ours: f64, peer: f64| match ours.is_finite() && peer.is_finite() {
-                    true => format!("{:.2}×", peer / ours),
+                    true => format!("{:.3}×", peer / ours),
                     false => "—".into(),
                 };
                 println!(
