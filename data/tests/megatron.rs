@@ -14,7 +14,7 @@ use std::path::Path;
 fn check(script_env: &str, prefix: &Path, docs: &Path, tokenizer: &Path, eod: u32) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_megatron.py");
     let stdout = flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), &script)
+        flagcore::python::test_script(&script)
             .args([
                 "--prefix",
                 prefix.to_str().unwrap(),

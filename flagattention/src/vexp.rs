@@ -5,6 +5,8 @@
 //! the CPU has is picked at run time.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// 1.5·2^23: x·log2 e plus this rounds to an integer held in the sum's low mantissa bits.
+const MAGIC: f32 = 12_582_912.0;
 // ln 2 split in two so n·LN2_HI is exact for the n that occur.
 const LN2_HI: f32 = 0.693_145_75;
 const LN2_LO: f32 = 1.428_606_8e-6;
@@ -42,14 +44,14 @@ fn exp1<const FMA: bool>(x: f32) -> f32 {
     // Round to nearest through the 1.5·2^23 trick: t's low mantissa bits hold n as an
     // integer, so 2^n comes from bit operations alone (a float→int conversion, saturating in
     // Rust, would keep the loop from vectorising).
-    let t = madd::<FMA>(x, LOG2E, 12_582_912.0);
-    let n = t - 12_582_912.0;
+    let t = madd::<FMA>(x, LOG2E, MAGIC);
+    let n = t - MAGIC;
     let r = madd::<FMA>(-n, LN2_LO, madd::<FMA>(-n, LN2_HI, x));
     let mut p = EXP_POLY[5];
     for &c in EXP_POLY[..5].iter().rev() {
         p = madd::<FMA>(p, r, c);
     }
-    let ni = t.to_bits().wrapping_sub(0x4B40_0000);
+    let ni = t.to_bits().wrapping_sub(MAGIC.to_bits());
     p * f32::from_bits(ni.wrapping_add(127) << 23)
 }
 
@@ -147,7 +149,7 @@ mod avx512 {
 /// a pass of their own (bge's attention): the same result as [`exp_affine`]'s lanes.
 #[cfg(target_arch = "x86_64")]
 pub mod avx2 {
-    use super::{EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+    use super::{EXP_POLY, LN2_HI, LN2_LO, LOG2E, MAGIC};
     use std::arch::x86_64::*;
 
     /// e^x in 8 lanes, x clamped to [−87, 88.7] (a NaN stays NaN).
@@ -162,19 +164,18 @@ pub mod avx2 {
             _mm256_set1_ps(88.7),
             _mm256_max_ps(_mm256_set1_ps(-87.0), x),
         );
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
-        );
+        // n as the slice loop finds it (x·log2 e + 1.5·2^23, one rounding), so the two agree
+        // by construction, and 2^n from t's bits.
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(MAGIC));
+        let n = _mm256_sub_ps(t, _mm256_set1_ps(MAGIC));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
         let mut p = _mm256_set1_ps(EXP_POLY[5]);
         for &c in EXP_POLY[..5].iter().rev() {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
-        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
+        let bias = _mm256_set1_epi32(127i32.wrapping_sub(MAGIC.to_bits() as i32));
+        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_castps_si256(t), bias));
         _mm256_mul_ps(p, _mm256_castsi256_ps(two_n))
     }
 }

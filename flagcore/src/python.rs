@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// The interpreter tests use: `PYTHON` when set, else `python3`.
-pub fn interpreter() -> OsString {
+fn interpreter() -> OsString {
     std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into())
 }
 
@@ -19,6 +19,11 @@ pub fn script(python: impl AsRef<OsStr>, script: impl AsRef<Path>) -> Command {
     let mut cmd = Command::new(python);
     cmd.arg(script.as_ref()).env("PYTHONNOUSERSITE", "1");
     cmd
+}
+
+/// [`script`] run by the interpreter tests use (`PYTHON`, else `python3`).
+pub fn test_script(path: impl AsRef<Path>) -> Command {
+    script(interpreter(), path)
 }
 
 /// Runs `cmd` to completion: its output when it exits with 0, else [`Error::Python`] with its
@@ -68,9 +73,7 @@ mod tests {
             "import sys\nprint('found 3')\nsys.exit('bad input')\n",
         )
         .unwrap();
-        let err = run(&mut script(interpreter(), &path))
-            .unwrap_err()
-            .to_string();
+        let err = run(&mut test_script(&path)).unwrap_err().to_string();
         assert!(err.contains("fails.py"), "{err}");
         assert!(
             err.contains("bad input") && err.contains("found 3"),
@@ -78,7 +81,7 @@ mod tests {
         );
         let ok = dir.path().join("ok.py");
         std::fs::write(&ok, "import sys\nprint(sys.flags.no_user_site)\n").unwrap();
-        assert_eq!(run_ok(&mut script(interpreter(), &ok)).trim(), "1");
+        assert_eq!(run_ok(&mut test_script(&ok)).trim(), "1");
     }
 
     #[test]

@@ -52,26 +52,23 @@ fn csem_scores_and_loglikelihoods_match_lm_eval() {
         let ours = flageval::evaluate::run_task(&task, &mut model, &opts).unwrap();
         let out = dir.path().join(format!("lmeval-{shots}.json"));
         flagcore::python::run_ok(
-            flagcore::python::script(
-                flagcore::python::interpreter(),
-                root.join("scripts/lmeval_agree.py"),
-            )
-            .arg("--task-yaml")
-            .arg(&yaml)
-            .arg("--data-file")
-            .arg(&data)
-            .arg("--model-dir")
-            .arg(&hf)
-            .args([
-                "--limit",
-                &limit.to_string(),
-                "--num-fewshot",
-                &shots.to_string(),
-                "--out",
-            ])
-            .arg(&out)
-            .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
-            .env("HF_HOME", dir.path().join("hf-home")),
+            flagcore::python::test_script(root.join("scripts/lmeval_agree.py"))
+                .arg("--task-yaml")
+                .arg(&yaml)
+                .arg("--data-file")
+                .arg(&data)
+                .arg("--model-dir")
+                .arg(&hf)
+                .args([
+                    "--limit",
+                    &limit.to_string(),
+                    "--num-fewshot",
+                    &shots.to_string(),
+                    "--out",
+                ])
+                .arg(&out)
+                .env("PYTHONPATH", format!("{lmeval}:{pycheck}"))
+                .env("HF_HOME", dir.path().join("hf-home")),
         );
         let theirs: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();

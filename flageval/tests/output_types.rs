@@ -278,8 +278,7 @@ fn aggregations_match_lm_evals_own_functions() {
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_metrics.py");
     let out = flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), script)
-            .env("PYTHONPATH", format!("{lmeval}:{pycheck}")),
+        flagcore::python::test_script(script).env("PYTHONPATH", format!("{lmeval}:{pycheck}")),
     );
     let want: Value = serde_json::from_str(&out).unwrap();
     let scores: Vec<(f64, f64)> = [1., 0., 1., 1., 0., 1., 1.]

@@ -27,7 +27,7 @@ fn smollm2_gguf_matches_transformers() {
     let reference = work.path().join("ref.safetensors");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gguf_reference.py");
     flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), &script)
+        flagcore::python::test_script(&script)
             .arg(&gguf)
             .arg(&reference)
             .args(PROMPTS)

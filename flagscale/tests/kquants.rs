@@ -45,7 +45,7 @@ fn k_quants_match_gguf_py() {
         let (inp, out) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
         std::fs::write(&inp, &bytes).unwrap();
         flagcore::python::run_ok(
-            flagcore::python::script(flagcore::python::interpreter(), &script)
+            flagcore::python::test_script(&script)
                 .args([name, inp.to_str().unwrap(), out.to_str().unwrap()])
                 .env("PYTHONPATH", &pythonpath),
         );

@@ -28,7 +28,7 @@ fn lm_eval_scores_above_chance_through_the_server() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lmeval_check.py");
     let home = tempfile::tempdir().unwrap();
     let stdout = flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), &script)
+        flagcore::python::test_script(&script)
             .args(["--base-url", &format!("http://{addr}/v1/completions")])
             .arg("--gguf")
             .arg(&gguf)

@@ -13,7 +13,7 @@ pub fn run_script(script: &str, args: &[&OsStr], pythonpath: &str, scratch: &Pat
         .join("scripts")
         .join(script);
     flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), path)
+        flagcore::python::test_script(path)
             .args(args)
             .env("PYTHONPATH", pythonpath)
             .env("HF_HOME", scratch.join("hf-home")),

@@ -31,9 +31,9 @@ enum Cli {
         n: Vec<usize>,
         #[arg(long, value_delimiter = ',', default_value = "64,128")]
         d: Vec<usize>,
-        /// Rounds per shape; each side keeps its fastest. This VM's slow spells last
-        /// seconds and hit one side's round more than the other's: more rounds give both
-        /// sides a quiet one (3 left single shapes 5–20 % off in either direction).
+        /// Rounds per shape; each side keeps its fastest. On a shared machine a slow spell
+        /// of seconds can cover one side's round and not the other's: more rounds give both
+        /// sides a quiet one (with 3, single shapes came out 5–20 % off on the 2-vCPU VM).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
         /// Back-to-back runs per side in each round (the first ones after the other side's

@@ -36,7 +36,7 @@ pub fn python(pythonpath: &str, script: &str, args: &[&str]) -> String {
         .join("scripts")
         .join(script);
     flagcore::python::run_ok(
-        flagcore::python::script(flagcore::python::interpreter(), path)
+        flagcore::python::test_script(path)
             .args(args)
             .env("PYTHONPATH", pythonpath)
             .env("HF_HUB_OFFLINE", "1"),

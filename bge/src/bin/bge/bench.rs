@@ -5,7 +5,6 @@
 
 use anyhow::Context;
 use bge::retrieval::data::Dataset;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -104,7 +103,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             repeats.as_ref(),
             out.as_os_str(),
         ];
-        python(&a.python, &a.script, &args)?;
+        flagcore::python::run(flagcore::python::script(&a.python, &a.script).args(args))?;
         let (st_s, st) = python_side(&out)?;
         let theirs = st["embeddings"].as_array().context("no `embeddings`")?;
         anyhow::ensure!(
@@ -166,12 +165,6 @@ pub(crate) fn timed<T>(
             return Ok((runs, out));
         }
     }
-}
-
-/// Runs `python script args…` (user site-packages off; PYTHONPATH passed on).
-pub(crate) fn python(python: &Path, script: &Path, args: &[&OsStr]) -> anyhow::Result<()> {
-    flagcore::python::run(flagcore::python::script(python, script).args(args))?;
-    Ok(())
 }
 
 /// The seconds and the whole JSON a Python side wrote to `out`, checked to have run on as

@@ -9,7 +9,7 @@
 //! paragraph each was asked about. Each side batches as its users get it: ours sorted by
 //! length (as FlagEmbedding's reranker does), `CrossEncoder.predict` in the given order.
 
-use super::bench::{fastest, python, python_side, timed, torch_name};
+use super::bench::{fastest, python_side, timed, torch_name};
 use anyhow::Context;
 use bge::rerank::Reranker;
 use bge::retrieval::data::Dataset;
@@ -84,11 +84,8 @@ pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
     let pairs = pairs(&a)?;
     let scratch = tempfile::tempdir()?;
     let model = scratch.path().join("cross-encoder");
-    python(
-        &a.python,
-        &a.script,
-        &["make".as_ref(), a.model.as_os_str(), model.as_os_str()],
-    )?;
+    let make: [&std::ffi::OsStr; 3] = ["make".as_ref(), a.model.as_os_str(), model.as_os_str()];
+    flagcore::python::run(flagcore::python::script(&a.python, &a.script).args(make))?;
     let input = scratch.path().join("pairs.json");
     std::fs::write(&input, serde_json::to_vec(&pairs)?)?;
     println!(
@@ -127,7 +124,7 @@ pub fn run(a: RerankBenchArgs) -> anyhow::Result<()> {
             repeats.as_ref(),
             out.as_os_str(),
         ];
-        python(&a.python, &a.script, &args)?;
+        flagcore::python::run(flagcore::python::script(&a.python, &a.script).args(args))?;
         let (st_s, st) = python_side(&out)?;
         let theirs: Vec<f64> = st["scores"]
             .as_array()
