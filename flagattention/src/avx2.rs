@@ -82,7 +82,7 @@ pub(crate) unsafe fn matmul(
 
 /// The `vmaskmov` mask of the first `n` (≤ 8) lanes.
 #[inline(always)]
-fn lanes(n: usize) -> __m256i {
+pub(crate) fn lanes(n: usize) -> __m256i {
     debug_assert!(n <= 8);
     const ONES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
     // SAFETY: 8 − n ≤ 8, so the eight values read lie inside ONES.

@@ -194,16 +194,22 @@ impl<'a> Ctx<'a> {
         band: Option<Band>,
         v: &[f32],
     ) -> Self {
+        // Both packs in one fork-join (each is parallel over heads inside).
+        let (k, v) = rayon::join(
+            || {
+                (pairs.iter())
+                    .map(|p| LhsPack::new(p.1, dims.n, dims.d))
+                    .collect()
+            },
+            || RhsPack::new(v, dims.n, dims.d),
+        );
         Ctx {
             dims,
             opts,
             q: pairs.iter().map(|p| p.0).collect(),
-            k: pairs
-                .iter()
-                .map(|p| LhsPack::new(p.1, dims.n, dims.d))
-                .collect(),
+            k,
             band,
-            v: RhsPack::new(v, dims.n, dims.d),
+            v,
         }
     }
 
