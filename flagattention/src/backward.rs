@@ -96,47 +96,47 @@ pub(crate) fn backward<T: Float>(
         });
     let rows = pack::pair_rows(pairs);
     let refs = pack::pair_slices(&rows);
-    let ctx = Ctx {
-        scores: Scores::new(dims, opts, &refs, band),
-        q: refs.iter().map(|p| RhsPack::new(p.0, m, d)).collect(),
-        k: refs.iter().map(|p| RhsPack::new(p.1, n, d)).collect(),
-        vt: RhsT::new(&pack::rows(v), n, d),
-        do_lhs: LhsPack::new(&dor, m, d),
-        d_o: RhsPack::new(&dor, m, d),
-        lse: &fwd.lse,
-        delta,
-    };
+    let v_rows = pack::rows(v);
+    let g = dims.group();
     // Enough shares to give every thread two tasks; each share beyond the first costs a dQ.
     let shares = (2 * rayon::current_num_threads())
         .div_ceil(b * hk)
         .clamp(1, n.div_ceil(key_block(opts)));
-    let parts: Vec<Part> = (0..b * hk * shares)
-        .into_par_iter()
-        .map(|t| ctx.share(t / shares / hk, t / shares % hk, t % shares, shares))
+    // Per (batch, key head): its query heads' dQ rows and its dK rows (per pair), its dV rows.
+    let mut dq_rows: Vec<_> = dqs.iter_mut().map(|x| x.chunks_mut(g * m * d)).collect();
+    let mut dk_rows: Vec<_> = dks.iter_mut().map(|x| x.chunks_mut(n * d)).collect();
+    fn next<'s, T>(rows: &mut [std::slice::ChunksMut<'s, T>]) -> Vec<&'s mut [T]> {
+        let head = rows.iter_mut().map(|r| r.next());
+        head.map(|h| h.expect("one chunk per key head")).collect()
+    }
+    let heads: Vec<_> = (dv.chunks_mut(n * d))
+        .map(|dv| (next(&mut dq_rows), next(&mut dk_rows), dv))
         .collect();
-    let g = dims.group();
-    // Each (batch, key head) writes its own dK/dV rows and its query heads' dQ rows.
-    for (p, (dq, dk)) in dqs.iter_mut().zip(dks.iter_mut()).enumerate() {
-        dq.par_chunks_mut(g * m * d)
-            .zip(dk.par_chunks_mut(n * d))
-            .zip(parts.par_chunks(shares))
-            .for_each(|((dq, dk), parts)| {
+    // Each (batch, key head) task packs its operands (inside the parallel loop, so that one
+    // thread's packing, bound by memory, runs beside the other's products), runs its shares
+    // and writes its own rows of the gradients.
+    heads
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(kv, (mut dq, mut dk, dv))| {
+            let ctx = Ctx::new(dims, opts, &refs, band, &v_rows, &dor, &fwd.lse, &delta, kv);
+            let parts: Vec<Part> = (0..shares)
+                .into_par_iter()
+                .map(|share| ctx.share(share, shares))
+                .collect();
+            for (p, (dq, dk)) in dq.iter_mut().zip(dk.iter_mut()).enumerate() {
                 let mut sum = Buf::zeroed(g * m * d);
-                for part in parts {
+                for part in &parts {
                     add(&mut sum, &part.dq[p]);
                 }
                 T::rows_from_f32(&sum, dq);
-                for part in parts {
+                for part in &parts {
                     for (c0, bk, _) in &part.blocks {
                         T::rows_from_f32(&bk[p], &mut dk[c0 * d..][..bk[p].len()]);
                     }
                 }
-            });
-    }
-    dv.par_chunks_mut(n * d)
-        .zip(parts.par_chunks(shares))
-        .for_each(|(dv, parts)| {
-            for part in parts {
+            }
+            for part in &parts {
                 for (c0, _, bv) in &part.blocks {
                     T::rows_from_f32(bv, &mut dv[c0 * d..][..bv.len()]);
                 }
@@ -152,7 +152,8 @@ struct Part {
     blocks: Vec<(usize, Vec<Vec<f32>>, Vec<f32>)>,
 }
 
-/// What the tasks read, packed as the operands they are.
+/// What the tasks of one (batch, key head) read: its keys and values and its query heads'
+/// q and do, packed as the operands they are.
 struct Ctx<'a> {
     /// The score pairs' q and k, for the probabilities.
     scores: Scores,
@@ -163,20 +164,55 @@ struct Ctx<'a> {
     do_lhs: LhsPack,
     d_o: RhsPack,
     lse: &'a [f32],
-    delta: Vec<f32>,
+    delta: &'a [f32],
+    /// The key head, batch·Hk + head.
+    kv: usize,
 }
 
-impl Ctx<'_> {
-    /// The key blocks `share`, `share + shares`, … of key head `kh` (interleaved, so that
-    /// under the causal mask every share gets early and late keys).
-    fn share(&self, bi: usize, kh: usize, share: usize, shares: usize) -> Part {
+impl<'a> Ctx<'a> {
+    /// Key head `kv` (of B·Hk) packed with its query heads; the rows given are all heads'.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dims: Dims,
+        opts: Options,
+        pairs: &[(&[f32], &[f32])],
+        band: Option<Band>,
+        v: &[f32],
+        d_o: &[f32],
+        lse: &'a [f32],
+        delta: &'a [f32],
+        kv: usize,
+    ) -> Self {
+        let Dims { m, n, d, .. } = dims;
+        let g = dims.group();
+        let (qs, ks) = (
+            kv * g * m * d..(kv + 1) * g * m * d,
+            kv * n * d..(kv + 1) * n * d,
+        );
+        Ctx {
+            scores: Scores::new(dims, opts, pairs, band, kv..kv + 1),
+            q: (pairs.iter())
+                .map(|p| RhsPack::new(&p.0[qs.clone()], m, d))
+                .collect(),
+            k: (pairs.iter())
+                .map(|p| RhsPack::new(&p.1[ks.clone()], n, d))
+                .collect(),
+            vt: RhsT::new(&v[ks], n, d),
+            do_lhs: LhsPack::new(&d_o[qs.clone()], m, d),
+            d_o: RhsPack::new(&d_o[qs], m, d),
+            lse,
+            delta,
+            kv,
+        }
+    }
+
+    /// The key blocks `share`, `share + shares`, … (interleaved, so that under the causal
+    /// mask every share gets early and late keys).
+    fn share(&self, share: usize, shares: usize) -> Part {
         let dims = self.scores.dims;
-        let Dims {
-            hq, hk, m, n, d, ..
-        } = dims;
+        let Dims { m, n, d, .. } = dims;
         let (opts, pairs) = (self.scores.opts, self.q.len());
         let g = dims.group();
-        let kv = bi * hk + kh;
         let mut dq: Vec<Buf> = (0..pairs).map(|_| Buf::zeroed(g * m * d)).collect();
         let kb = key_block(opts);
         let ld = padded(kb);
@@ -195,7 +231,7 @@ impl Ctx<'_> {
             let mut dk = vec![vec![0f32; c * d]; pairs];
             let mut dv = vec![0f32; c * d];
             for hh in 0..g {
-                let bh = bi * hq + kh * g + hh;
+                let bh = self.kv * g + hh;
                 let lse = &self.lse[bh * m..(bh + 1) * m];
                 let mut r0 = 0;
                 while r0 < m {
@@ -208,7 +244,7 @@ impl Ctx<'_> {
                     let (rows, keys) = ((r0, r), (c0, c));
                     self.scores
                         .probabilities(&mut s, &mut spare, ld, bh, rows, keys, lse);
-                    let (a, b) = (self.do_lhs.from(bh, r0), self.vt.from(kv, c0));
+                    let (a, b) = (self.do_lhs.from(hh, r0), self.vt.from(0, c0));
                     dots(&mut dp, ld, r, c, d, a, b);
                     // dS = P ∘ (dP − D)·scale, dP taken through the dropout mask; then P
                     // itself through it, for dV.
@@ -229,11 +265,11 @@ impl Ctx<'_> {
                     // the kernel, one rounding per tile): sums over thousands of rows or
                     // keys kept in one running sum would lose digits.
                     let p_t = Lhs::transposed(&s, ld);
-                    matmul(&mut dv, d, c, d, r, p_t, self.d_o.from(bh, r0), true);
+                    matmul(&mut dv, d, c, d, r, p_t, self.d_o.from(hh, r0), true);
                     for (p, ds) in self.split(&mut dp, &mut spare, ld, (r0, r), (c0, c)) {
                         let ds_t = Lhs::transposed(ds, ld);
-                        matmul(&mut dk[p], d, c, d, r, ds_t, self.q[p].from(bh, r0), true);
-                        let (ds, keys) = (Lhs::rows(ds, ld), self.k[p].from(kv, c0));
+                        matmul(&mut dk[p], d, c, d, r, ds_t, self.q[p].from(hh, r0), true);
+                        let (ds, keys) = (Lhs::rows(ds, ld), self.k[p].from(0, c0));
                         let dq = &mut dq[p][(hh * m + r0) * d..][..r * d];
                         matmul(dq, d, r, d, c, ds, keys, true);
                     }

@@ -11,27 +11,42 @@ use crate::Options;
 pub(crate) struct Scores {
     pub dims: Dims,
     pub opts: Options,
-    /// Per score pair (one; two for piecewise attention, `band` saying which scores where).
+    /// Per score pair (one; two for piecewise attention, `band` saying which scores where),
+    /// the packed heads' q and k.
     q: Vec<LhsPack>,
     kt: Vec<RhsT>,
     pub band: Option<Band>,
+    /// The first key/value head packed.
+    kv0: usize,
 }
 
 impl Scores {
-    /// `pairs` holds the rows of each (q, k) score pair.
-    pub fn new(dims: Dims, opts: Options, pairs: &[(&[f32], &[f32])], band: Option<Band>) -> Self {
+    /// Key/value heads `kv` (of B·Hk) and their query heads packed: `pairs` holds the rows
+    /// of each (q, k) score pair (all heads).
+    pub fn new(
+        dims: Dims,
+        opts: Options,
+        pairs: &[(&[f32], &[f32])],
+        band: Option<Band>,
+        kv: std::ops::Range<usize>,
+    ) -> Self {
+        let Dims { m, n, d, .. } = dims;
+        let g = dims.group();
+        let (qs, ks) = (
+            kv.start * g * m * d..kv.end * g * m * d,
+            kv.start * n * d..kv.end * n * d,
+        );
         Scores {
             dims,
             opts,
-            q: pairs
-                .iter()
-                .map(|p| LhsPack::new(p.0, dims.m, dims.d))
+            q: (pairs.iter())
+                .map(|p| LhsPack::new(&p.0[qs.clone()], m, d))
                 .collect(),
-            kt: pairs
-                .iter()
-                .map(|p| RhsT::new(p.1, dims.n, dims.d))
+            kt: (pairs.iter())
+                .map(|p| RhsT::new(&p.1[ks.clone()], n, d))
                 .collect(),
             band,
+            kv0: kv.start,
         }
     }
 
@@ -51,9 +66,11 @@ impl Scores {
         lse: &[f32],
     ) {
         let Dims { m, n, d, .. } = self.dims;
-        let kv = self.dims.kv_head(bh);
+        // The packs' own head indices.
+        let kv = self.dims.kv_head(bh) - self.kv0;
+        let qh = bh - self.kv0 * self.dims.group();
         let product = |p: usize, out: &mut [f32]| {
-            let (a, b) = (self.q[p].from(bh, r0), self.kt[p].from(kv, c0));
+            let (a, b) = (self.q[p].from(qh, r0), self.kt[p].from(kv, c0));
             dots(out, ld, r, c, d, a, b)
         };
         match self.band {
