@@ -10,6 +10,7 @@ use crate::dtype::Float;
 use crate::forward::{key_block, query_block, Attention, Options, BR};
 use crate::mask::{reach, Band};
 use crate::matmul::{dots, matmul, Lhs};
+use crate::output::{write_rows, Output};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::{padded, Scores};
 use crate::scratch::Buf;
@@ -18,6 +19,8 @@ use crate::vexp::{add, dot, score_grads};
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
+use std::slice::ChunksMut;
 
 /// Gradients in the inputs' type: dq (B, Hq, M, D), dk and dv (B, Hk, N, D), row-major.
 #[derive(Clone, Debug)]
@@ -74,11 +77,10 @@ pub(crate) fn backward<T: Float>(
         ));
     }
     let zero = T::from_f32(0.0);
-    let mut dqs = vec![vec![zero; b * hq * m * d]; pairs.len()];
-    let mut dks = vec![vec![zero; b * hk * n * d]; pairs.len()];
-    let mut dv = vec![zero; b * hk * n * d];
+    let (q_len, k_len) = (b * hq * m * d, b * hk * n * d);
     if b == 0 || m == 0 || n == 0 {
-        return Ok((dqs, dks, dv));
+        let dqs = vec![vec![zero; q_len]; pairs.len()];
+        return Ok((dqs, vec![vec![zero; k_len]; pairs.len()], vec![zero; k_len]));
     }
     let dor = pack::rows(d_o);
     // D_i = do_i · o_i, the softmax backward's row term.
@@ -102,14 +104,22 @@ pub(crate) fn backward<T: Float>(
     let shares = (2 * rayon::current_num_threads())
         .div_ceil(b * hk)
         .clamp(1, n.div_ceil(key_block(opts)));
-    // Per (batch, key head): its query heads' dQ rows and its dK rows (per pair), its dV rows.
-    let mut dq_rows: Vec<_> = dqs.iter_mut().map(|x| x.chunks_mut(g * m * d)).collect();
-    let mut dk_rows: Vec<_> = dks.iter_mut().map(|x| x.chunks_mut(n * d)).collect();
-    fn next<'s, T>(rows: &mut [std::slice::ChunksMut<'s, T>]) -> Vec<&'s mut [T]> {
+    // Per (batch, key head): its query heads' dQ rows and its dK rows (per pair), its dV
+    // rows, each written once by the head's task (nothing zeroes them first).
+    let mut dqs: Vec<Output<T>> = (0..pairs.len()).map(|_| Output::new(q_len)).collect();
+    let mut dks: Vec<Output<T>> = (0..pairs.len()).map(|_| Output::new(k_len)).collect();
+    let mut dv = Output::new(k_len);
+    fn parts<T>(outs: &mut [Output<T>], part: usize) -> Vec<ChunksMut<'_, MaybeUninit<T>>> {
+        outs.iter_mut()
+            .map(|o| o.parts().chunks_mut(part))
+            .collect()
+    }
+    fn next<'s, T>(rows: &mut [ChunksMut<'s, T>]) -> Vec<&'s mut [T]> {
         let head = rows.iter_mut().map(|r| r.next());
         head.map(|h| h.expect("one chunk per key head")).collect()
     }
-    let heads: Vec<_> = (dv.chunks_mut(n * d))
+    let (mut dq_rows, mut dk_rows) = (parts(&mut dqs, g * m * d), parts(&mut dks, n * d));
+    let heads: Vec<_> = (dv.parts().chunks_mut(n * d))
         .map(|dv| (next(&mut dq_rows), next(&mut dk_rows), dv))
         .collect();
     // Each (batch, key head) task packs its operands (inside the parallel loop, so that one
@@ -125,24 +135,35 @@ pub(crate) fn backward<T: Float>(
                 .map(|share| ctx.share(share, shares))
                 .collect();
             for (p, (dq, dk)) in dq.iter_mut().zip(dk.iter_mut()).enumerate() {
-                let mut sum = Buf::zeroed(g * m * d);
-                for part in &parts {
-                    add(&mut sum, &part.dq[p]);
+                match &parts[..] {
+                    [one] => write_rows(&one.dq[p], dq),
+                    _ => {
+                        let mut sum = Buf::zeroed(g * m * d);
+                        for part in &parts {
+                            add(&mut sum, &part.dq[p]);
+                        }
+                        write_rows(&sum, dq);
+                    }
                 }
-                T::rows_from_f32(&sum, dq);
                 for part in &parts {
                     for (c0, bk, _) in &part.blocks {
-                        T::rows_from_f32(&bk[p], &mut dk[c0 * d..][..bk[p].len()]);
+                        write_rows(&bk[p], &mut dk[c0 * d..][..bk[p].len()]);
                     }
                 }
             }
+            // The shares' blocks are every key block once (see `Ctx::share`).
             for part in &parts {
                 for (c0, _, bv) in &part.blocks {
-                    T::rows_from_f32(bv, &mut dv[c0 * d..][..bv.len()]);
+                    write_rows(bv, &mut dv[c0 * d..][..bv.len()]);
                 }
             }
         });
-    Ok((dqs, dks, dv))
+    // SAFETY: the heads' chunks cover each output (B·Hk of them), and each head's task
+    // wrote its dQ rows whole and every one of its key blocks' dK and dV rows.
+    let finish = |outs: Vec<Output<T>>| outs.into_iter().map(|o| unsafe { o.finish() });
+    Ok((finish(dqs).collect(), finish(dks).collect(), unsafe {
+        dv.finish()
+    }))
 }
 
 /// What one task produced: per score pair its group's dQ share (G × M × D), and its key

@@ -6,6 +6,7 @@ use crate::dropout::Dropout;
 use crate::dtype::Float;
 use crate::mask::{first_seeing, reach, Band};
 use crate::matmul::{dots, matmul, matmul_colmax, Lhs, MR, NR};
+use crate::output::{write_rows, zeroed, Output};
 use crate::pack::{self, LhsPack, RhsPack, RhsT};
 use crate::scores::padded;
 use crate::scratch::Buf;
@@ -15,6 +16,7 @@ use crate::vexp::{exp_shift, max_into};
 use crate::Result;
 use flagcore::TensorView;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Query rows per task and keys per block: multiples of the kernel's row group and panel
 /// width, which is where blocks start in the packed operands.
@@ -84,37 +86,38 @@ pub(crate) fn forward<T: Float>(
     splits: usize,
 ) -> Attention<T> {
     let Dims { b, hq, m, n, d, .. } = dims;
-    let mut o = vec![T::from_f32(0.0); b * hq * m * d];
+    let (len, zero) = (b * hq * m * d, T::from_f32(0.0));
     let mut lse = vec![f32::NEG_INFINITY; b * hq * m];
     let rows = pack::pair_rows(pairs);
     let refs = pack::pair_slices(&rows);
     let v_rows = pack::rows(v);
-    if m > 0 && n > 0 {
+    let o = if m > 0 && n > 0 {
         let qb = query_block(opts);
-        // Query rows `r0..` of head `bh` into their output block.
-        let run = |ctx: &Ctx<'_>, bh: usize, r0: usize, o_blk: &mut [T], lse_blk: &mut [f32]| {
-            // f32 outputs are written in place; others through an f32 block (every element
-            // is written, see `Ctx::attend`).
-            let mut attend = |out: &mut [f32]| match splits {
+        let in_place = T::as_f32(&[zero]).is_some();
+        // Query rows `r0..` of head `bh` into their output block, every element written
+        // (see `Ctx::attend`): f32 in place, others through an f32 block.
+        let run = |ctx: &Ctx<'_>, bh: usize, r0: usize, o_blk: &mut [MaybeUninit<T>], lse_blk| {
+            let attend = |out: &mut [f32]| match splits {
                 1 => ctx.attend(bh, r0, 0..n, out, lse_blk),
                 _ => split_kv::attend(ctx, bh, r0, splits, out, lse_blk),
             };
-            match T::as_f32_mut(o_blk) {
-                Some(out) => attend(out),
-                None => {
+            match in_place {
+                true => attend(T::as_f32_mut(zeroed(o_blk, zero)).expect("f32")),
+                false => {
                     let mut out = Buf::for_overwrite(o_blk.len());
                     attend(&mut out);
-                    T::rows_from_f32(&out, o_blk);
+                    write_rows(&out, o_blk);
                 }
             }
         };
         let group = dims.group();
+        let mut o = Output::new(len);
         // One task per key/value head packs its keys and values, then attends every query
         // block of its query heads. Packing inside the parallel loop rather than before it
         // lets one thread's packing, bound by memory, run beside the other's products
         // (1024/128 unmasked: 156 → 160 GFLOP/s on two Zen 3 cores), and the packs are
         // fresh in cache for their first uses.
-        o.par_chunks_mut(group * m * d)
+        (o.parts().par_chunks_mut(group * m * d))
             .zip(lse.par_chunks_mut(group * m))
             .enumerate()
             .for_each(|(kv, (o_group, lse_group))| {
@@ -131,7 +134,13 @@ pub(crate) fn forward<T: Float>(
                     });
                 });
             });
-    }
+        // SAFETY: the chunks above cover the output (B·Hk groups of G·M·D, matched one to
+        // one by the lse's B·Hk groups of G·M, and so on down to the blocks), and `run`
+        // initialises each block.
+        unsafe { o.finish() }
+    } else {
+        vec![zero; len]
+    };
     finish(dims, opts, o, lse, &refs, band)
 }
 

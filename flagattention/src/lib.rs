@@ -25,6 +25,7 @@ mod error;
 mod forward;
 mod mask;
 mod matmul;
+mod output;
 mod pack;
 mod paged;
 mod piecewise;
